@@ -1,0 +1,108 @@
+"""finops: a price on every LLM call, and spend kept under control.
+
+    import finops, openai
+    fo = finops.FinOps(ledger="finops.duckdb")
+    client = fo.wrap(openai.OpenAI())
+    with finops.tags(team="search", feature="summaries"):
+        client.chat.completions.create(model="gpt-4o", messages=[...])
+
+Everything public is importable from ``finops`` itself; submodules are implementation.
+Heavy parts load on first use (``import finops`` must stay cheap), see ``__getattr__``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from finops.context import current_tags, tags
+from finops.errors import (
+    BudgetBackendUnavailable,
+    BudgetError,
+    BudgetExceeded,
+    BudgetWarning,
+    ConfigError,
+    EncodingIntegrityError,
+    FinOpsError,
+    FinOpsWarning,
+    LedgerError,
+    MeteringWarning,
+    MigrationError,
+    PriceFileError,
+    PricingError,
+    TokenizerError,
+    UnknownModelError,
+    UnknownModelWarning,
+)
+from finops.usage import StepUsage, Usage
+
+__version__ = "0.1.0"
+
+# name -> module that defines it; imported on first attribute access.
+_LAZY: dict[str, str] = {
+    "FinOps": "finops.core",
+    "LedgerRow": "finops.ledger.row",
+    "Ledger": "finops.ledger",
+    "PriceBook": "finops.pricing",
+    "PricedCost": "finops.pricing",
+    "count_tokens": "finops.tokens",
+    "Estimate": "finops.tokens",
+    "Budget": "finops.budgets",
+    "DevServer": "finops.devserver",
+}
+
+if TYPE_CHECKING:
+    from finops.budgets import Budget
+    from finops.core import FinOps
+    from finops.devserver import DevServer
+    from finops.ledger import Ledger
+    from finops.ledger.row import LedgerRow
+    from finops.pricing import PriceBook, PricedCost
+    from finops.tokens import Estimate, count_tokens
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'finops' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+__all__ = [
+    "Budget",
+    "BudgetBackendUnavailable",
+    "BudgetError",
+    "BudgetExceeded",
+    "BudgetWarning",
+    "ConfigError",
+    "DevServer",
+    "EncodingIntegrityError",
+    "Estimate",
+    "FinOps",
+    "FinOpsError",
+    "FinOpsWarning",
+    "Ledger",
+    "LedgerError",
+    "LedgerRow",
+    "MeteringWarning",
+    "MigrationError",
+    "PriceBook",
+    "PriceFileError",
+    "PricedCost",
+    "PricingError",
+    "StepUsage",
+    "TokenizerError",
+    "UnknownModelError",
+    "UnknownModelWarning",
+    "Usage",
+    "__version__",
+    "count_tokens",
+    "current_tags",
+    "tags",
+]
