@@ -12,12 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
-from types import MappingProxyType
 from typing import Any
 
 __all__ = ["StepUsage", "Usage"]
-
-_EMPTY: Mapping[str, int] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +53,7 @@ class Usage:
     output_tokens: int = 0
     reasoning_tokens: int = 0
     output_audio_tokens: int = 0
-    server_tool_requests: Mapping[str, int] = field(default=_EMPTY)
+    server_tool_requests: Mapping[str, int] = field(default_factory=dict, hash=False)
     steps: tuple[StepUsage, ...] = ()
     mismatch: str | None = None
     estimated: bool = False

@@ -1,0 +1,285 @@
+"""The httpx2 transports that see every HTTP attempt the SDK makes (retries included).
+
+Like an httpx transport, each class has one job: ``handle_request(request) -> response``.
+It asks the metering hook whether the request is metered (:meth:`AttemptHook.begin`), sends
+it through the real transport, and hands back a response whose byte stream is watched on the
+way to the SDK. The SDK parses the bytes itself, so the caller gets exactly the SDK's own
+types. Nothing here knows about prices, budgets or the ledger: when the body has been read
+(or the stream ended, failed or was closed early) the watcher reports to the :class:`Attempt`.
+
+Why the body is decoded here: the watcher must read JSON / SSE, so it consumes the decoded
+bytes (``iter_bytes``) and the response handed to the SDK drops ``content-encoding``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Protocol
+
+import httpx2
+
+from finops.providers.base import StreamWatcher
+
+__all__ = ["AsyncMeteringTransport", "Attempt", "AttemptHook", "MeteringTransport"]
+
+_DROP_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
+
+
+class Attempt(Protocol):
+    """One metered HTTP attempt, as seen by the transport."""
+
+    def watcher(self, response: httpx2.Response) -> StreamWatcher | None:
+        """A stream watcher if ``response`` is an SSE stream to be watched, else None."""
+
+    def finish(
+        self,
+        *,
+        response: httpx2.Response | None,
+        body: bytes | None,
+        watcher: StreamWatcher | None,
+        outcome: str,
+        error: BaseException | None,
+    ) -> None:
+        """Report the end of the attempt. ``outcome``: complete | closed_early | failed."""
+
+
+class AttemptHook(Protocol):
+    """Decides whether a request is metered (and strips finops' internal header)."""
+
+    def begin(self, request: httpx2.Request) -> Attempt | None:
+        """Start metering ``request``; None passes it through untouched."""
+
+
+class _Watch:
+    """The byte-level work shared by the sync and async streams.
+
+    JSON bodies are collected and passed through unchanged. SSE bodies are split into whole
+    events; each one is shown to the watcher, which may drop it (the injected usage chunk).
+    """
+
+    __slots__ = ("_attempt", "_body", "_buffer", "_done", "_response", "_watcher")
+
+    def __init__(self, attempt: Attempt, response: httpx2.Response) -> None:
+        self._attempt = attempt
+        self._response = response
+        self._watcher = attempt.watcher(response)
+        self._body: list[bytes] = []
+        self._buffer = b""
+        self._done = False
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self._watcher is None:
+            self._body.append(chunk)
+            return chunk
+        buffer = self._buffer + chunk
+        if b"\r" in buffer:
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        end = buffer.rfind(b"\n\n")
+        if end < 0:
+            self._buffer = buffer
+            return b""
+        complete, self._buffer = buffer[: end + 2], buffer[end + 2 :]
+        return self._events(complete)
+
+    def _events(self, complete: bytes) -> bytes:
+        assert self._watcher is not None
+        kept: list[bytes] = []
+        dropped = False
+        for block in complete.split(b"\n\n"):
+            if not block:
+                continue
+            try:
+                keep = self._watcher.on_event(block)
+            except Exception:  # a garbled event is the SDK's business; metering goes on
+                keep = True
+            if keep:
+                kept.append(block)
+            else:
+                dropped = True
+        if not dropped:
+            return complete
+        return b"".join(block + b"\n\n" for block in kept)
+
+    def tail(self) -> bytes:
+        """Whatever is left in the buffer when the source ends (an unterminated event)."""
+        rest, self._buffer = self._buffer, b""
+        if self._watcher is None or not rest.strip():
+            return rest
+        return self._events(rest + b"\n\n")
+
+    def end(self, outcome: str, error: BaseException | None = None) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._attempt.finish(
+            response=self._response,
+            body=b"".join(self._body) if self._watcher is None else None,
+            watcher=self._watcher,
+            outcome=outcome,
+            error=error,
+        )
+
+
+class _SyncStream(httpx2.SyncByteStream):
+    """Passes the decoded body to the SDK while the watch looks at it."""
+
+    def __init__(self, response: httpx2.Response, watch: _Watch) -> None:
+        self._response = response
+        self._watch = watch
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            for chunk in self._response.iter_bytes():
+                out = self._watch.feed(chunk)
+                if out:
+                    yield out
+            tail = self._watch.tail()
+            if tail:
+                yield tail
+        except GeneratorExit:
+            self._watch.end("closed_early")
+            raise
+        except BaseException as exc:
+            self._watch.end("failed", exc)
+            raise
+        self._watch.end("complete")
+
+    def close(self) -> None:
+        try:
+            self._response.close()
+        finally:
+            self._watch.end("closed_early")
+
+
+class _AsyncStream(httpx2.AsyncByteStream):
+    """Async twin of :class:`_SyncStream`."""
+
+    def __init__(self, response: httpx2.Response, watch: _Watch) -> None:
+        self._response = response
+        self._watch = watch
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.aiter_bytes():
+                out = self._watch.feed(chunk)
+                if out:
+                    yield out
+            tail = self._watch.tail()
+            if tail:
+                yield tail
+        except GeneratorExit:
+            self._watch.end("closed_early")
+            raise
+        except BaseException as exc:
+            self._watch.end("failed", exc)
+            raise
+        self._watch.end("complete")
+
+    async def aclose(self) -> None:
+        try:
+            await self._response.aclose()
+        finally:
+            self._watch.end("closed_early")
+
+
+def _headers(response: httpx2.Response) -> list[tuple[bytes, bytes]]:
+    return [(k, v) for k, v in response.headers.raw if k.lower().decode() not in _DROP_HEADERS]
+
+
+def _wrap(
+    response: httpx2.Response,
+    attempt: Attempt,
+    stream_type: type[_SyncStream] | type[_AsyncStream],
+) -> httpx2.Response:
+    watch = _Watch(attempt, response)
+    return httpx2.Response(
+        response.status_code,
+        headers=_headers(response),
+        stream=stream_type(response, watch),
+        extensions=response.extensions,
+    )
+
+
+class MeteringTransport(httpx2.BaseTransport):
+    """Sync transport: meters each attempt, sends it through ``inner`` or ``client``.
+
+    Exactly one of ``inner`` (a transport this object owns and closes) or ``client`` (the
+    user's own configured ``httpx2.Client``, which keeps its proxies, certificates and
+    limits, and which this object does not close) must be given.
+    """
+
+    def __init__(
+        self,
+        hook: AttemptHook,
+        *,
+        inner: httpx2.BaseTransport | None = None,
+        client: httpx2.Client | None = None,
+    ) -> None:
+        if (inner is None) == (client is None):
+            raise ValueError("MeteringTransport needs exactly one of inner= or client=")
+        self._hook = hook
+        self._inner = inner
+        self._client = client
+
+    def _send(self, request: httpx2.Request) -> httpx2.Response:
+        if self._client is not None:
+            return self._client.send(request, stream=True)
+        assert self._inner is not None
+        return self._inner.handle_request(request)
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Send one attempt and watch its response."""
+        attempt = self._hook.begin(request)
+        if attempt is None:
+            return self._send(request)
+        try:
+            response = self._send(request)
+        except BaseException as exc:
+            attempt.finish(response=None, body=None, watcher=None, outcome="failed", error=exc)
+            raise
+        return _wrap(response, attempt, _SyncStream)
+
+    def close(self) -> None:
+        """Close the inner transport if this object owns it."""
+        if self._inner is not None:
+            self._inner.close()
+
+
+class AsyncMeteringTransport(httpx2.AsyncBaseTransport):
+    """Async twin of :class:`MeteringTransport`."""
+
+    def __init__(
+        self,
+        hook: AttemptHook,
+        *,
+        inner: httpx2.AsyncBaseTransport | None = None,
+        client: httpx2.AsyncClient | None = None,
+    ) -> None:
+        if (inner is None) == (client is None):
+            raise ValueError("AsyncMeteringTransport needs exactly one of inner= or client=")
+        self._hook = hook
+        self._inner = inner
+        self._client = client
+
+    async def _send(self, request: httpx2.Request) -> httpx2.Response:
+        if self._client is not None:
+            return await self._client.send(request, stream=True)
+        assert self._inner is not None
+        return await self._inner.handle_async_request(request)
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        """Send one attempt and watch its response."""
+        attempt = self._hook.begin(request)
+        if attempt is None:
+            return await self._send(request)
+        try:
+            response = await self._send(request)
+        except BaseException as exc:
+            attempt.finish(response=None, body=None, watcher=None, outcome="failed", error=exc)
+            raise
+        return _wrap(response, attempt, _AsyncStream)
+
+    async def aclose(self) -> None:
+        """Close the inner transport if this object owns it."""
+        if self._inner is not None:
+            await self._inner.aclose()

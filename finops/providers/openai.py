@@ -1,0 +1,278 @@
+"""OpenAI wire formats → :class:`~finops.usage.Usage`.
+
+Arithmetic (verified, DESIGN.md §2): ``prompt_tokens`` *includes*
+``prompt_tokens_details.cached_tokens`` (and audio tokens); ``completion_tokens`` *includes*
+``completion_tokens_details.reasoning_tokens`` (and audio tokens). The Responses API has the
+same shape under ``input_tokens`` / ``output_tokens``. So the uncached input is
+``prompt - cached - audio - cache_write`` and the visible output is
+``completion - reasoning - audio``. A negative remainder means the provider's numbers do not
+add up: the row is flagged with ``mismatch`` and the component is recorded as 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from finops.providers.base import Parsed, as_int, load_json, mapping, sse_data
+from finops.usage import Usage
+
+__all__ = ["ChatAdapter", "EmbeddingsAdapter", "ResponsesAdapter", "normalize_usage"]
+
+
+def _remainder(total: int, parts: int, what: str, notes: list[str]) -> int:
+    rest = total - parts
+    if rest < 0:
+        notes.append(f"{what}: components ({parts}) exceed the reported total ({total})")
+        return 0
+    return rest
+
+
+def normalize_usage(raw: Mapping[str, Any], *, responses_api: bool = False) -> Usage:
+    """Normalize an OpenAI ``usage`` object (chat, completions, responses or embeddings)."""
+    notes: list[str] = []
+    if responses_api:
+        total_in = as_int(raw.get("input_tokens"))
+        total_out = as_int(raw.get("output_tokens"))
+        in_details = mapping(raw.get("input_tokens_details"))
+        out_details = mapping(raw.get("output_tokens_details"))
+    else:
+        total_in = as_int(raw.get("prompt_tokens"))
+        total_out = as_int(raw.get("completion_tokens"))
+        in_details = mapping(raw.get("prompt_tokens_details"))
+        out_details = mapping(raw.get("completion_tokens_details"))
+
+    cached = as_int(in_details.get("cached_tokens"))
+    audio_in = as_int(in_details.get("audio_tokens"))
+    # Some OpenAI-compatible hosts report prompt-cache writes; OpenAI itself bills none.
+    cache_write = as_int(in_details.get("cache_write_tokens")) or as_int(
+        in_details.get("cache_creation_tokens")
+    )
+    # Cached audio, where reported, is part of cached_tokens.
+    cached_details = mapping(in_details.get("cached_tokens_details"))
+    cached_audio = min(as_int(cached_details.get("audio_tokens")), cached)
+    reasoning = as_int(out_details.get("reasoning_tokens"))
+    audio_out = as_int(out_details.get("audio_tokens"))
+
+    uncached_in = _remainder(total_in, cached + cache_write, "input", notes)
+    text_in = _remainder(uncached_in, audio_in, "input audio", notes)
+    text_out = _remainder(total_out, reasoning + audio_out, "output", notes)
+
+    reported_total = raw.get("total_tokens")
+    if reported_total is not None and as_int(reported_total) != total_in + total_out:
+        notes.append(
+            f"total_tokens {reported_total} != input {total_in} + output {total_out}"
+        )
+
+    return Usage(
+        input_tokens=text_in,
+        cache_read_tokens=cached - cached_audio,
+        cache_read_audio_tokens=cached_audio,
+        cache_write_5m_tokens=cache_write,
+        input_audio_tokens=audio_in,
+        output_tokens=text_out,
+        reasoning_tokens=reasoning,
+        output_audio_tokens=audio_out,
+        mismatch="; ".join(notes) or None,
+    )
+
+
+def _error_message(body: Mapping[str, Any]) -> str | None:
+    err = body.get("error")
+    if isinstance(err, Mapping):
+        msg = err.get("message")
+        return str(msg) if msg is not None else None
+    if isinstance(err, str):
+        return err
+    return None
+
+
+def _tier(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+class ChatAdapter:
+    """``POST /v1/chat/completions`` (JSON and SSE)."""
+
+    def parse_json(self, body: Mapping[str, Any]) -> Parsed:
+        """Parse a chat completion object."""
+        usage_raw = body.get("usage")
+        text_parts: list[str] = []
+        for choice in body.get("choices") or ():
+            message = mapping(mapping(choice).get("message"))
+            content = message.get("content")
+            if isinstance(content, str):
+                text_parts.append(content)
+        return Parsed(
+            usage=normalize_usage(usage_raw) if isinstance(usage_raw, Mapping) else None,
+            served_model=body.get("model") if isinstance(body.get("model"), str) else None,
+            service_tier=_tier(body.get("service_tier")),
+            output_text="".join(text_parts),
+            error_message=_error_message(body),
+        )
+
+    def stream_watcher(self, *, strip_usage_chunk: bool) -> _ChatStream:
+        """A watcher for one ``stream=True`` chat completion."""
+        return _ChatStream(strip_usage_chunk)
+
+
+class _ChatStream:
+    """Finds the usage chunk (``choices: []``, ``usage: {...}``) and the served model.
+
+    Chunks are parsed only when needed: the first one (for the model), the one carrying
+    usage, and — only if the stream ends without usage — all of them, to recover the text
+    produced so far for an estimate.
+    """
+
+    __slots__ = ("_blocks", "_model", "_strip", "_tier", "_usage", "done")
+
+    def __init__(self, strip_usage_chunk: bool) -> None:
+        self._strip = strip_usage_chunk
+        self._blocks: list[bytes] = []
+        self._model: str | None = None
+        self._tier: str | None = None
+        self._usage: Usage | None = None
+        self.done = False
+
+    def on_event(self, block: bytes) -> bool:
+        data = sse_data(block)
+        if data is None:
+            return True
+        if data == b"[DONE]":
+            self.done = True
+            return True
+        if self._model is None or b'"usage":{' in data or b'"usage": {' in data:
+            chunk = mapping(load_json(data))
+            if self._model is None and isinstance(chunk.get("model"), str):
+                self._model = chunk["model"]
+                self._tier = _tier(chunk.get("service_tier"))
+            usage_raw = chunk.get("usage")
+            if isinstance(usage_raw, Mapping):
+                self._usage = normalize_usage(usage_raw)
+                if self._strip and not chunk.get("choices"):
+                    return False
+        self._blocks.append(data)
+        return True
+
+    def result(self) -> Parsed:
+        text: list[str] = []
+        if self._usage is None:  # only then is the text needed (estimate of what was produced)
+            for data in self._blocks:
+                try:
+                    chunk = mapping(load_json(data))
+                except ValueError:
+                    continue
+                for choice in chunk.get("choices") or ():
+                    delta = mapping(mapping(choice).get("delta"))
+                    content = delta.get("content")
+                    if isinstance(content, str):
+                        text.append(content)
+        return Parsed(
+            usage=self._usage,
+            served_model=self._model,
+            service_tier=self._tier,
+            output_text="".join(text) if text else None,
+            complete=self.done and self._usage is not None,
+        )
+
+
+class ResponsesAdapter:
+    """``POST /v1/responses`` (JSON and SSE; usage arrives in ``response.completed``)."""
+
+    def parse_json(self, body: Mapping[str, Any]) -> Parsed:
+        """Parse a Response object."""
+        usage_raw = body.get("usage")
+        usage = (
+            normalize_usage(usage_raw, responses_api=True)
+            if isinstance(usage_raw, Mapping)
+            else None
+        )
+        tools: dict[str, int] = {}
+        text: list[str] = []
+        for item in body.get("output") or ():
+            item = mapping(item)
+            kind = item.get("type")
+            if kind in ("web_search_call", "file_search_call"):
+                name = str(kind)[: -len("_call")]
+                tools[name] = tools.get(name, 0) + 1
+            elif kind == "message":
+                for part in item.get("content") or ():
+                    part = mapping(part)
+                    if part.get("type") == "output_text" and isinstance(part.get("text"), str):
+                        text.append(part["text"])
+        if usage is not None and tools:
+            usage = Usage(**{**_fields(usage), "server_tool_requests": tools})
+        return Parsed(
+            usage=usage,
+            served_model=body.get("model") if isinstance(body.get("model"), str) else None,
+            service_tier=_tier(body.get("service_tier")),
+            output_text="".join(text),
+            error_message=_error_message(body),
+        )
+
+    def stream_watcher(self, *, strip_usage_chunk: bool) -> _ResponsesStream:
+        """A watcher for one ``stream=True`` response."""
+        return _ResponsesStream(self)
+
+
+_TERMINAL = (b"response.completed", b"response.incomplete", b"response.failed")
+
+
+class _ResponsesStream:
+    __slots__ = ("_adapter", "_final", "_model", "_text")
+
+    def __init__(self, adapter: ResponsesAdapter) -> None:
+        self._adapter = adapter
+        self._final: Parsed | None = None
+        self._model: str | None = None
+        self._text: list[str] = []
+
+    def on_event(self, block: bytes) -> bool:
+        data = sse_data(block)
+        if data is None:
+            return True
+        if any(name in block for name in _TERMINAL):
+            event = mapping(load_json(data))
+            if event.get("type") in ("response.completed", "response.incomplete", "response.failed"):
+                self._final = self._adapter.parse_json(mapping(event.get("response")))
+        elif b"output_text.delta" in block:
+            delta = mapping(load_json(data)).get("delta")
+            if isinstance(delta, str):
+                self._text.append(delta)
+        elif self._model is None and b"response.created" in block:
+            response = mapping(mapping(load_json(data)).get("response"))
+            model = response.get("model")
+            self._model = model if isinstance(model, str) else None
+        return True
+
+    def result(self) -> Parsed:
+        if self._final is not None:
+            return self._final
+        return Parsed(served_model=self._model, output_text="".join(self._text), complete=False)
+
+
+class EmbeddingsAdapter:
+    """``POST /v1/embeddings`` (JSON only; embeddings never stream)."""
+
+    def parse_json(self, body: Mapping[str, Any]) -> Parsed:
+        """Parse an embeddings list object."""
+        usage_raw = body.get("usage")
+        usage = None
+        if isinstance(usage_raw, Mapping):
+            usage = normalize_usage(
+                {"prompt_tokens": usage_raw.get("prompt_tokens"),
+                 "total_tokens": usage_raw.get("total_tokens")}
+            )
+        return Parsed(
+            usage=usage,
+            served_model=body.get("model") if isinstance(body.get("model"), str) else None,
+            error_message=_error_message(body),
+        )
+
+    def stream_watcher(self, *, strip_usage_chunk: bool) -> _ResponsesStream:
+        """Embeddings do not stream; an SSE reply is watched like a Responses stream."""
+        return _ResponsesStream(ResponsesAdapter())
+
+
+def _fields(usage: Usage) -> dict[str, Any]:
+    return {name: getattr(usage, name) for name in Usage.__dataclass_fields__}
