@@ -29,7 +29,7 @@ _TOOL_FIELDS = {
 }
 
 
-def _components(raw: Mapping[str, Any], notes: list[str]) -> dict[str, int]:
+def _components(raw: Mapping[str, Any], notes: list[str]) -> dict[str, Any]:
     creation_total = as_int(raw.get("cache_creation_input_tokens"))
     split = raw.get("cache_creation")
     if isinstance(split, Mapping):

@@ -60,9 +60,7 @@ def normalize_usage(raw: Mapping[str, Any], *, responses_api: bool = False) -> U
 
     reported_total = raw.get("total_tokens")
     if reported_total is not None and as_int(reported_total) != total_in + total_out:
-        notes.append(
-            f"total_tokens {reported_total} != input {total_in} + output {total_out}"
-        )
+        notes.append(f"total_tokens {reported_total} != input {total_in} + output {total_out}")
 
     return Usage(
         input_tokens=text_in,
@@ -233,7 +231,11 @@ class _ResponsesStream:
             return True
         if any(name in block for name in _TERMINAL):
             event = mapping(load_json(data))
-            if event.get("type") in ("response.completed", "response.incomplete", "response.failed"):
+            if event.get("type") in (
+                "response.completed",
+                "response.incomplete",
+                "response.failed",
+            ):
                 self._final = self._adapter.parse_json(mapping(event.get("response")))
         elif b"output_text.delta" in block:
             delta = mapping(load_json(data)).get("delta")
@@ -260,8 +262,10 @@ class EmbeddingsAdapter:
         usage = None
         if isinstance(usage_raw, Mapping):
             usage = normalize_usage(
-                {"prompt_tokens": usage_raw.get("prompt_tokens"),
-                 "total_tokens": usage_raw.get("total_tokens")}
+                {
+                    "prompt_tokens": usage_raw.get("prompt_tokens"),
+                    "total_tokens": usage_raw.get("total_tokens"),
+                }
             )
         return Parsed(
             usage=usage,

@@ -60,8 +60,12 @@ def test_openai_audio_tokens_split_out_of_text():
 
 def test_openai_inconsistent_numbers_are_flagged_not_fixed():
     u = openai_usage(
-        {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 99,
-         "prompt_tokens_details": {"cached_tokens": 50}}
+        {
+            "prompt_tokens": 10,
+            "completion_tokens": 5,
+            "total_tokens": 99,
+            "prompt_tokens_details": {"cached_tokens": 50},
+        }
     )
     assert u.mismatch is not None and "total_tokens" in u.mismatch and "input" in u.mismatch
     assert u.input_tokens == 0 and u.cache_read_tokens == 50
@@ -87,7 +91,12 @@ def test_responses_api_usage_and_builtin_tool_calls():
     )
     u = parsed.usage
     assert u is not None
-    assert (u.input_tokens, u.cache_read_tokens, u.output_tokens, u.reasoning_tokens) == (20, 100, 20, 10)
+    assert (u.input_tokens, u.cache_read_tokens, u.output_tokens, u.reasoning_tokens) == (
+        20,
+        100,
+        20,
+        10,
+    )
     assert dict(u.server_tool_requests) == {"web_search": 2}
     assert parsed.output_text == "hello" and parsed.served_model == "gpt-4.1-2025-04-14"
 
@@ -102,7 +111,12 @@ def test_anthropic_cache_fields_are_additive_and_ttls_split():
             "output_tokens": 70,
         }
     )
-    assert (u.input_tokens, u.cache_read_tokens, u.cache_write_5m_tokens, u.cache_write_1h_tokens) == (
+    assert (
+        u.input_tokens,
+        u.cache_read_tokens,
+        u.cache_write_5m_tokens,
+        u.cache_write_1h_tokens,
+    ) == (
         50,
         1000,
         100,
@@ -113,9 +127,12 @@ def test_anthropic_cache_fields_are_additive_and_ttls_split():
 
 def test_anthropic_bad_cache_split_is_flagged():
     u = anthropic_usage(
-        {"input_tokens": 1, "cache_creation_input_tokens": 300,
-         "cache_creation": {"ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": 100},
-         "output_tokens": 1}
+        {
+            "input_tokens": 1,
+            "cache_creation_input_tokens": 300,
+            "cache_creation": {"ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": 100},
+            "output_tokens": 1,
+        }
     )
     assert u.mismatch and "cache_creation" in u.mismatch
 
@@ -128,8 +145,12 @@ def test_anthropic_iterations_bill_compaction_and_advisor_steps_on_top():
             "server_tool_use": {"web_search_requests": 3},
             "iterations": [
                 {"type": "compaction", "input_tokens": 55196, "output_tokens": 1200},
-                {"type": "advisor_message", "model": "claude-opus-4-1", "input_tokens": 900,
-                 "output_tokens": 150},
+                {
+                    "type": "advisor_message",
+                    "model": "claude-opus-4-1",
+                    "input_tokens": 900,
+                    "output_tokens": 150,
+                },
                 {"type": "message", "input_tokens": 220, "output_tokens": 80},
             ],
         },
@@ -144,8 +165,9 @@ def test_anthropic_iterations_bill_compaction_and_advisor_steps_on_top():
 
 
 def test_anthropic_thinking_tokens_reported_as_reasoning():
-    u = anthropic_usage({"input_tokens": 598, "output_tokens": 92,
-                         "output_tokens_details": {"thinking_tokens": 53}})
+    u = anthropic_usage(
+        {"input_tokens": 598, "output_tokens": 92, "output_tokens_details": {"thinking_tokens": 53}}
+    )
     assert (u.output_tokens, u.reasoning_tokens, u.total_output_tokens) == (39, 53, 92)
 
 
@@ -155,10 +177,18 @@ def test_recorded_anthropic_streams_take_the_latest_message_delta(line):
     start, delta = rec["usage"]["message_start"], rec["usage"]["message_delta"]
     watcher = MessagesAdapter().stream_watcher(strip_usage_chunk=False)
     for block in sse(
-        ("message_start", {"type": "message_start",
-                           "message": {"model": rec["response_model"], "usage": start}}),
-        ("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                 "delta": {"type": "text_delta", "text": "x"}}),
+        (
+            "message_start",
+            {"type": "message_start", "message": {"model": rec["response_model"], "usage": start}},
+        ),
+        (
+            "content_block_delta",
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": "x"},
+            },
+        ),
         ("message_delta", {"type": "message_delta", "delta": {}, "usage": delta}),
         ("message_stop", {"type": "message_stop"}),
     ):
@@ -188,11 +218,27 @@ def test_recorded_openai_usage_components_add_up(line):
 
 def test_chat_stream_strips_only_the_injected_usage_chunk():
     watcher = ChatAdapter().stream_watcher(strip_usage_chunk=True)
-    blocks = sse(
-        (None, {"model": "gpt-4o-2024-08-06", "choices": [{"delta": {"content": "a"}}], "usage": None}),
-        (None, {"model": "gpt-4o-2024-08-06", "choices": [],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}}),
-    ) + [b"data: [DONE]"]
+    blocks = [
+        *sse(
+            (
+                None,
+                {
+                    "model": "gpt-4o-2024-08-06",
+                    "choices": [{"delta": {"content": "a"}}],
+                    "usage": None,
+                },
+            ),
+            (
+                None,
+                {
+                    "model": "gpt-4o-2024-08-06",
+                    "choices": [],
+                    "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6},
+                },
+            ),
+        ),
+        b"data: [DONE]",
+    ]
     kept = [watcher.on_event(b) for b in blocks]
     assert kept == [True, False, True]
     parsed = watcher.result()

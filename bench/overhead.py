@@ -1,0 +1,160 @@
+"""Added latency of finops per call, against the raw SDK, in one run.
+
+    python bench/overhead.py [--calls 2000]
+
+The local provider server runs in a separate process (so it does not compete with the
+measured process for the GIL). Raw and wrapped calls are interleaved (ABAB...) so machine
+noise hits both alike; the added latency is the difference of the two distributions at the
+same percentile. Also measured: the ledger's ingest rate and the cold ``import finops`` time.
+Last lines: ``name: value unit (target: X)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_server() -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from finops.devserver import serve_forever; serve_forever(host='127.0.0.1', port={port})",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("the local provider server did not start")
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _paired(
+    raw: Callable[[], object], wrapped: Callable[[], object], n: int
+) -> tuple[list[float], list[float]]:
+    for _ in range(50):  # warm up connections, caches, the price table, the tokenizer
+        raw()
+        wrapped()
+    a: list[float] = []
+    b: list[float] = []
+    for i in range(n):
+        order = (raw, wrapped) if i % 2 == 0 else (wrapped, raw)
+        for fn in order:
+            t0 = time.perf_counter()
+            fn()
+            dt = (time.perf_counter() - t0) * 1e6
+            (a if fn is raw else b).append(dt)
+    return a, b
+
+
+def _import_time_ms(runs: int = 7) -> float:
+    def once(code: str) -> float:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        return (time.perf_counter() - t0) * 1000
+
+    base = min(once("pass") for _ in range(runs))
+    return min(once("import finops") for _ in range(runs)) - base
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=2000)
+    args = parser.parse_args()
+
+    import openai
+
+    import finops
+
+    proc, url = _start_server()
+    tmp = Path(tempfile.mkdtemp(prefix="finops-bench-"))
+    try:
+        raw = openai.OpenAI(api_key="bench", base_url=url + "/v1", max_retries=0)
+        fo = finops.FinOps(ledger=tmp / "bench.duckdb")
+        wrapped = fo.wrap(openai.OpenAI(api_key="bench", base_url=url + "/v1", max_retries=0))
+        messages = [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Say hello to the benchmark."},
+        ]
+
+        def call(client: openai.OpenAI) -> Callable[[], object]:
+            return lambda: client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=messages,
+                max_tokens=16,  # type: ignore[arg-type]
+            )
+
+        def stream(client: openai.OpenAI) -> Callable[[], object]:
+            return lambda: list(
+                client.chat.completions.create(
+                    model="gpt-4o-mini",
+                    messages=messages,
+                    max_tokens=16,
+                    stream=True,  # type: ignore[arg-type]
+                )
+            )
+
+        results: dict[str, tuple[float, float]] = {}
+        for name, make in (("non_stream", call), ("stream", stream)):
+            a, b = _paired(make(raw), make(wrapped), args.calls)
+            med = statistics.median(b) - statistics.median(a)
+            p99 = _pct(b, 0.99) - _pct(a, 0.99)
+            results[name] = (med, p99)
+            print(
+                f"{name}: raw median {statistics.median(a):.0f} us, wrapped median "
+                f"{statistics.median(b):.0f} us, raw p99 {_pct(a, 0.99):.0f} us, "
+                f"wrapped p99 {_pct(b, 0.99):.0f} us"
+            )
+        fo.flush()
+        rows = fo.ledger.query("SELECT count(*) FROM calls")[0][0]
+        expected = 2 * (args.calls + 50)
+        print(f"ledger rows written: {rows} (expected {expected})")
+        fo.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from ledger import measure_ingest  # bench/ledger.py
+
+    ingest = measure_ingest(200_000)
+    import_ms = _import_time_ms()
+
+    print(f"added_latency_median_non_stream: {results['non_stream'][0]:.0f} us (target: 100 us)")
+    print(f"added_latency_p99_non_stream: {results['non_stream'][1]:.0f} us (target: 500 us)")
+    print(f"added_latency_median_stream: {results['stream'][0]:.0f} us (target: 100 us)")
+    print(f"added_latency_p99_stream: {results['stream'][1]:.0f} us (target: 500 us)")
+    print(f"ledger_ingest: {ingest:,.0f} rows/s (target: 200000 rows/s)")
+    print(f"import_finops: {import_ms:.0f} ms (target: 150 ms)")
+
+
+if __name__ == "__main__":
+    main()
