@@ -182,7 +182,9 @@ class ClientHook:
             tags=current_tags(),
             price_provider=self._price_provider,
             api_url=self._api_url,
-            service_tier=body.get("service_tier") if isinstance(body.get("service_tier"), str) else None,
+            service_tier=body.get("service_tier")
+            if isinstance(body.get("service_tier"), str)
+            else None,
         )
 
     def context(self, **fields: Any) -> CallContext:
@@ -326,7 +328,9 @@ class MeteredAttempt:
         if parsed.service_tier in ("flex", "priority", "batch"):
             ctx.service_tier = parsed.service_tier
         try:
-            cost = self._meter.price(ctx, parsed.served_model or ctx.requested_model, usage, self._ts)
+            cost = self._meter.price(
+                ctx, parsed.served_model or ctx.requested_model, usage, self._ts
+            )
         except Exception as exc:
             row.pricing_status = "error"
             row.finops_error = _join(row.finops_error, f"pricing failed: {exc!r}")
@@ -433,7 +437,11 @@ def _join(first: str | None, second: str) -> str:
 
 def _warn(message: str) -> None:
     log.warning("finops: %s", message)
-    warnings.warn(f"finops: {message} (the application's call was not affected)", MeteringWarning, stacklevel=3)
+    warnings.warn(
+        f"finops: {message} (the application's call was not affected)",
+        MeteringWarning,
+        stacklevel=3,
+    )
 
 
 def utc_now() -> datetime:

@@ -120,6 +120,4 @@ class StepUsage:
     usage: Usage
 
 
-_TOKEN_FIELDS: tuple[str, ...] = tuple(
-    f.name for f in fields(Usage) if f.type in ("int", int)
-)
+_TOKEN_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Usage) if f.type in ("int", int))
