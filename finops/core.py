@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
-from collections.abc import Callable, Mapping
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from finops.context import current_tags
-from finops.errors import ConfigError, UnknownModelError
+from finops.errors import ConfigError, MeteringWarning, UnknownModelError
 from finops.intercept.calls import CallContext
 from finops.intercept.facade import with_call_header, wrap_client
 from finops.meter import Meter, utc_now
 
 if TYPE_CHECKING:
+    from finops.budgets import Budget, BudgetManager, BudgetStatus
     from finops.ledger import Ledger
     from finops.meter import ClientHook
     from finops.pricing import PriceBook
+    from finops.tokens import Estimate
 
 __all__ = ["FinOps"]
+
+log = logging.getLogger("finops")
 
 C = TypeVar("C")
 
@@ -67,9 +74,19 @@ class FinOps:
         price_overrides: str | Path | Mapping[str, Any] | None = None,
         unknown_model: str = "zero_flagged",
         store_content: bool = False,
+        budgets: Iterable[Budget] = (),
+        budget_store: str = "memory",
+        on_budget_warn: Callable[..., None] | None = None,
+        estimate: str = "auto",
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         from finops.ledger import Ledger
+
+        if estimate not in _ESTIMATE_MODES:
+            raise ConfigError(
+                f"estimate={estimate!r} is not a mode: use one of {', '.join(_ESTIMATE_MODES)}"
+            )
+        self.estimate_mode = estimate
 
         self.unknown_model = _check_unknown_policy(unknown_model)
         self.store_content = bool(store_content)
@@ -90,8 +107,220 @@ class FinOps:
             unknown_model=self.unknown_model,
             store_content=self.store_content,
             clock=self.clock,
+            on_call_end=self._settle,
         )
+        self._budgets: BudgetManager | None = None
+        budget_list = list(budgets)
+        if budget_list:
+            from finops.budgets import BudgetManager
+
+            self._budgets = BudgetManager(
+                budget_list,
+                store=budget_store,
+                clock=self.clock,
+                on_warn=on_budget_warn,
+                seed=self._seed_budget,
+            )
         self._closed = False
+
+    @classmethod
+    def from_config(cls, path: str | Path, **overrides: Any) -> FinOps:
+        """Build a FinOps from a TOML file (``[finops]`` settings and ``[[budgets]]``).
+
+        Keyword arguments override values from the file. See README "Configuration".
+        """
+        import tomllib
+
+        from finops.budgets import load_budgets
+
+        file = Path(path)
+        try:
+            data = tomllib.loads(file.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {file} does not exist") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {file} is not valid TOML: {exc}") from exc
+        settings = dict(data.get("finops", {}))
+        allowed = {
+            "ledger",
+            "spool_dir",
+            "prices",
+            "price_overrides",
+            "unknown_model",
+            "store_content",
+            "budget_store",
+            "estimate",
+        }
+        unknown = set(settings) - allowed
+        if unknown:
+            raise ConfigError(
+                f"{file}: unknown [finops] setting(s) {sorted(unknown)}; allowed: {sorted(allowed)}"
+            )
+        for key in ("ledger", "spool_dir", "prices", "price_overrides"):
+            if isinstance(settings.get(key), str):  # relative paths are relative to the file
+                settings[key] = str((file.parent / settings[key]).resolve())
+        store = settings.get("budget_store")
+        if (
+            isinstance(store, str)
+            and store.startswith("sqlite:///")
+            and not store.startswith("sqlite:////")
+        ):
+            settings["budget_store"] = "sqlite:///" + str(
+                (file.parent / store[len("sqlite:///") :]).resolve()
+            )
+        if "budgets" in data:
+            settings["budgets"] = load_budgets({"budgets": data["budgets"]})
+        settings.update(overrides)
+        return cls(**settings)
+
+    # -- budgets -------------------------------------------------------------------------
+    def budget_status(self) -> list[BudgetStatus]:
+        """Limit, spent, reserved, remaining and burn rate of every budget (current period)."""
+        return [] if self._budgets is None else self._budgets.status()
+
+    def _seed_budget(
+        self, budget: Budget, scope_key: str, start: datetime, end: datetime
+    ) -> tuple[Decimal, int]:
+        """Spend already in the ledger for a budget's scope and period (after a restart)."""
+        self.ledger.flush(timeout_s=5)
+        clauses = ["ts_start >= ?", "ts_start < ?"]
+        params: list[Any] = [start, end]
+        for key, value in budget.scope.items():
+            if value == "*":
+                continue
+            clauses.append("tags[?] = ?")
+            params.extend([key, value])
+        if scope_key:  # per-value budgets ("agent": "*"): the concrete values of this counter
+            for part in scope_key.split("|"):
+                key, _, value = part.partition("=")
+                if key and key in budget.scope and budget.scope[key] == "*":
+                    clauses.append("tags[?] = ?")
+                    params.extend([key, value])
+        result = self.ledger.query(
+            "SELECT coalesce(sum(cost_total), 0), coalesce(sum("
+            + " + ".join(f"coalesce({c}, 0)" for c in _TOKEN_COLUMNS)
+            + "), 0) FROM calls WHERE "
+            + " AND ".join(clauses),
+            params,
+        )
+        cost, tokens = result[0] if result else (0, 0)
+        return Decimal(cost), int(tokens)
+
+    def _settle(self, ctx: CallContext) -> None:
+        reservation = ctx.reservation
+        if reservation is not None and self._budgets is not None:
+            self._budgets.settle(reservation, cost=ctx.spent_cost, tokens=ctx.spent_tokens)
+
+    def _reserve(
+        self,
+        hook: ClientHook,
+        endpoint: str,
+        kwargs: dict[str, Any],
+        tags: Mapping[str, str],
+        estimate: Estimate | None,
+        wire: str,
+    ) -> tuple[Any, dict[str, Any], Estimate | None, str | None, str | None]:
+        """Reserve budget before the call. Returns (reservation, kwargs, estimate, route, flags)."""
+        assert self._budgets is not None
+        from finops.errors import BudgetExceeded
+
+        model = kwargs.get("model")
+        cost, tokens = _worst_case(estimate)
+        try:
+            reservation = self._budgets.reserve(tags=tags, cost=cost, tokens=tokens, model=model)
+        except BudgetExceeded as exc:
+            self._record_blocked(hook, endpoint, kwargs, tags, estimate, exc)
+            raise
+        route = None
+        target = getattr(reservation, "downgrade_to", None)
+        if target and target != model:
+            # A downgrade budget is near its limit: send the call to the cheaper model instead.
+            self._budgets.release(reservation)
+            kwargs = {**kwargs, "model": target}
+            estimate = self._estimate(wire, endpoint, kwargs)
+            cost, tokens = _worst_case(estimate)
+            try:
+                reservation = self._budgets.reserve(
+                    tags=tags, cost=cost, tokens=tokens, model=target, allow_downgrade=False
+                )
+            except BudgetExceeded as exc:
+                self._record_blocked(hook, endpoint, kwargs, tags, estimate, exc)
+                raise
+            route = f"budget_downgrade:{model}->{target}"
+        flags = getattr(reservation, "flags", None)
+        return reservation, kwargs, estimate, route, ",".join(flags) if flags else None
+
+    def _record_blocked(
+        self,
+        hook: ClientHook,
+        endpoint: str,
+        kwargs: Mapping[str, Any],
+        tags: Mapping[str, str],
+        estimate: Estimate | None,
+        exc: Exception,
+    ) -> None:
+        """A refused call still gets a row: status blocked, with the cost it would have had."""
+        from finops.meter import blocked_row
+
+        try:
+            self.ledger.append(
+                blocked_row(
+                    hook,
+                    endpoint=endpoint,
+                    kwargs=kwargs,
+                    tags=tags,
+                    estimate=estimate,
+                    reason=str(exc),
+                    budget=getattr(exc, "budget", None),
+                    now=self.clock(),
+                )
+            )
+        except Exception as err:  # the refusal itself must still reach the caller
+            warnings.warn(
+                f"finops: could not record a blocked call: {err!r}", MeteringWarning, stacklevel=4
+            )
+
+    # -- estimates -----------------------------------------------------------------------
+    def estimate(
+        self,
+        request: Mapping[str, Any],
+        *,
+        provider: str = "openai",
+        endpoint: str = "chat.completions",
+    ) -> Estimate:
+        """Worst-case tokens and cost of a request before it is sent (see ``finops.tokens``).
+
+        ``request`` is the keyword arguments you would pass to the SDK method.
+        """
+        from finops.tokens import estimate_request
+
+        return estimate_request(
+            provider=provider,
+            endpoint=endpoint,
+            body=request,
+            pricebook=self.pricebook(),
+            mode="exact",
+        )
+
+    def _estimate(self, wire: str, endpoint: str, kwargs: Mapping[str, Any]) -> Estimate | None:
+        if self.estimate_mode == "off":
+            return None
+        try:
+            from finops.tokens import estimate_request
+
+            mode = self.estimate_mode
+            if mode == "auto":
+                mode = "exact" if _small(kwargs) else "bound"
+            return estimate_request(
+                provider=wire,
+                endpoint=endpoint,
+                body=kwargs,
+                pricebook=self.pricebook(),
+                mode=mode,
+            )
+        except Exception as exc:  # an estimate must never break the call
+            log.warning("finops: could not estimate a %s request: %r", endpoint, exc)
+            return None
 
     # -- configuration -------------------------------------------------------------------
     def pricebook(self) -> PriceBook:
@@ -160,6 +389,14 @@ class FinOps:
                 kwargs = {**kwargs, "stream_options": options}
                 strip = True
 
+        estimate = self._estimate(wire, endpoint, kwargs)
+        reservation = route = flags = None
+        if self._budgets is not None:
+            reservation, kwargs, estimate, route, flags = self._reserve(
+                hook, endpoint, kwargs, tags, estimate, wire
+            )
+            model = kwargs.get("model") if isinstance(kwargs.get("model"), str) else model
+
         tier = kwargs.get("service_tier")
         ctx = hook.context(
             endpoint=endpoint,
@@ -169,6 +406,10 @@ class FinOps:
             strip_usage_chunk=strip,
             service_tier=tier if isinstance(tier, str) else None,
             prompt_text=_prompt_text(kwargs) if self.store_content else None,
+            estimate=estimate,
+            reservation=reservation,
+            route_decision=route,
+            budget_flags=flags,
         )
         return ctx, with_call_header(kwargs, ctx)
 
@@ -191,6 +432,44 @@ class FinOps:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_ESTIMATE_MODES = ("auto", "exact", "bound", "off")
+_SMALL_REQUEST_CHARS = 16_000
+
+_TOKEN_COLUMNS = (
+    "input_tokens",
+    "cache_read_tokens",
+    "cache_write_5m_tokens",
+    "cache_write_1h_tokens",
+    "input_audio_tokens",
+    "cache_read_audio_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "output_audio_tokens",
+)
+
+
+def _small(kwargs: Mapping[str, Any]) -> bool:
+    """Cheap check whether exact counting is affordable on the hot path (~0.13 ms / 1k tokens)."""
+    total = 0
+    for key in ("messages", "input", "system", "instructions", "tools"):
+        value = kwargs.get(key)
+        if value is None:
+            continue
+        total += len(value) if isinstance(value, str) else len(repr(value))
+        if total > _SMALL_REQUEST_CHARS:
+            return False
+    return True
+
+
+def _worst_case(estimate: Estimate | None) -> tuple[Decimal, int]:
+    """The amount to reserve. Without an estimate, reserve nothing in USD but 1 token so
+    token budgets at their limit still refuse (a call is never free of tokens)."""
+    if estimate is None:
+        return Decimal(0), 1
+    cost = estimate.cost_max if estimate.cost_max is not None else Decimal(0)
+    return cost, int(estimate.input_tokens) + int(estimate.output_tokens_max)
 
 
 def hook_price_provider(hook: ClientHook) -> str | None:

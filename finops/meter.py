@@ -381,6 +381,49 @@ class MeteredAttempt:
         return Usage(input_tokens=int(est_in or 0), output_tokens=produced, estimated=True)
 
 
+def blocked_row(
+    hook: ClientHook,
+    *,
+    endpoint: str,
+    kwargs: Mapping[str, Any],
+    tags: Mapping[str, str],
+    estimate: Any,
+    reason: str,
+    budget: str | None,
+    now: datetime,
+) -> LedgerRow:
+    """The row of a call refused by a budget before anything was sent.
+
+    It costs nothing (``cost_total`` 0); what it would have cost at worst is kept in
+    ``est_cost_max`` and ``counterfactual_cost``.
+    """
+    model = kwargs.get("model")
+    would_cost = getattr(estimate, "cost_max", None)
+    return LedgerRow(
+        row_id=new_id(),
+        call_id=new_id(),
+        attempt=0,
+        ts_start=now,
+        ts_end=now,
+        latency_ms=0.0,
+        provider=hook._price_provider or hook._provider,
+        endpoint=endpoint,
+        status="blocked",
+        requested_model=model if isinstance(model, str) else None,
+        stream=kwargs.get("stream") is True,
+        error_type="BudgetExceeded",
+        error_message=_clip(reason),
+        cost_total=Decimal(0),
+        counterfactual_cost=would_cost,
+        est_input_tokens=getattr(estimate, "input_tokens", None),
+        est_output_tokens_max=getattr(estimate, "output_tokens_max", None),
+        est_cost_max=would_cost,
+        est_exact=getattr(estimate, "exact", None),
+        budget_flags=f"blocked:{budget}" if budget else "blocked",
+        tags=dict(tags),
+    )
+
+
 def _row_tokens(row: LedgerRow) -> int:
     return sum(
         getattr(row, name) or 0
@@ -447,6 +490,3 @@ def _warn(message: str) -> None:
 def utc_now() -> datetime:
     """The default clock."""
     return datetime.now(UTC)
-
-
-ZERO = Decimal(0)
