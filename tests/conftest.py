@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,13 +67,3 @@ def raw_async_anthropic(devserver: DevServer) -> anthropic.AsyncAnthropic:
     return anthropic.AsyncAnthropic(
         api_key="sk-ant-test-secret", base_url=devserver.anthropic_base_url, max_retries=2
     )
-
-
-def rows(fo: finops.FinOps, where: str = "TRUE") -> list[dict[str, object]]:
-    """All ledger rows (after a flush) as dicts, oldest first."""
-    assert fo.flush(timeout_s=30)
-    names = [f.name for f in dataclasses.fields(finops.LedgerRow)]
-    result = fo.ledger.query(
-        f"SELECT {', '.join(names)} FROM calls WHERE {where} ORDER BY ts_start, attempt"
-    )
-    return [dict(zip(names, r, strict=True)) for r in result]

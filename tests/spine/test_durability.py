@@ -54,9 +54,7 @@ def test_kill_9_mid_workload_keeps_exactly_one_row_per_returned_call(devserver, 
     with finops.FinOps(ledger=ledger) as fo:  # restart: replays the spool the child left
         assert fo.flush(timeout_s=30)
         found = dict(
-            fo.ledger.query(
-                "SELECT tags['i'], count(*) FROM calls WHERE status = 'ok' GROUP BY 1"
-            )
+            fo.ledger.query("SELECT tags['i'], count(*) FROM calls WHERE status = 'ok' GROUP BY 1")
         )
     missing = [i for i in returned if found.get(i) != 1]
     assert not missing, f"calls that returned without exactly one row: {missing[:10]}"

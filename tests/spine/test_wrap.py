@@ -11,14 +11,13 @@ import threading
 from decimal import Decimal
 from typing import Any
 
-import anthropic
 import httpx2
 import openai
 import pytest
-from conftest import rows
+from finops.devserver import Fault
+from finops_testing import rows
 
 import finops
-from finops.devserver import Fault
 from finops.pricing import PriceBook
 
 MSG = [{"role": "user", "content": "Write one line about ledgers."}]
@@ -154,16 +153,22 @@ async def test_responses_async_stream(fo, raw_async_openai):
     events = [e async for e in stream]
     completed = [e for e in events if e.type == "response.completed"]
     [row] = rows(fo)
-    assert row["input_tokens"] + row["cache_read_tokens"] == completed[0].response.usage.input_tokens
+    assert (
+        row["input_tokens"] + row["cache_read_tokens"] == completed[0].response.usage.input_tokens
+    )
 
 
 @pytest.mark.parametrize("is_async", [False, True])
 def test_embeddings(fo, raw_openai, raw_async_openai, is_async):
     if is_async:
         wrapped = fo.wrap(raw_async_openai)
-        got = asyncio.run(wrapped.embeddings.create(model="text-embedding-3-small", input=["a", "b"]))
+        got = asyncio.run(
+            wrapped.embeddings.create(model="text-embedding-3-small", input=["a", "b"])
+        )
     else:
-        got = fo.wrap(raw_openai).embeddings.create(model="text-embedding-3-small", input=["a", "b"])
+        got = fo.wrap(raw_openai).embeddings.create(
+            model="text-embedding-3-small", input=["a", "b"]
+        )
     assert len(got.data) == 2
     [row] = rows(fo)
     assert row["endpoint"] == "embeddings" and row["input_tokens"] == got.usage.prompt_tokens
@@ -238,9 +243,11 @@ def test_anthropic_cache_write_and_read_are_additive(fo, raw_anthropic):
     first = _msg(wrapped, system=system)
     second = _msg(wrapped, system=system)
     r1, r2 = rows(fo)
-    assert first.usage.cache_creation_input_tokens and r1["cache_write_5m_tokens"] + r1[
-        "cache_write_1h_tokens"
-    ] == first.usage.cache_creation_input_tokens
+    assert (
+        first.usage.cache_creation_input_tokens
+        and r1["cache_write_5m_tokens"] + r1["cache_write_1h_tokens"]
+        == first.usage.cache_creation_input_tokens
+    )
     assert second.usage.cache_read_input_tokens and r2["cache_read_tokens"] == (
         second.usage.cache_read_input_tokens
     )
@@ -265,9 +272,7 @@ def test_429_then_200_gives_two_rows_under_one_call_id(fo, raw_openai, devserver
 
 
 def test_500_exhausted_raises_the_sdk_error_and_records_each_attempt(fo, devserver):
-    wrapped = fo.wrap(
-        openai.OpenAI(api_key="k", base_url=devserver.openai_base_url, max_retries=1)
-    )
+    wrapped = fo.wrap(openai.OpenAI(api_key="k", base_url=devserver.openai_base_url, max_retries=1))
     devserver.inject(Fault.status(500), times=2)
     with pytest.raises(openai.InternalServerError):
         _chat(wrapped)
@@ -405,7 +410,9 @@ def test_original_client_untouched_and_copies_stay_wrapped(fo, raw_openai):
 def test_custom_http_client_is_kept(fo, devserver):
     seen: list[str] = []
     http = httpx2.Client(event_hooks={"request": [lambda r: seen.append(str(r.url))]})
-    client = fo.wrap(openai.OpenAI(api_key="k", base_url=devserver.openai_base_url, http_client=http))
+    client = fo.wrap(
+        openai.OpenAI(api_key="k", base_url=devserver.openai_base_url, http_client=http)
+    )
     _chat(client)
     assert seen and seen[0].endswith("/chat/completions")
     assert len(rows(fo)) == 1
