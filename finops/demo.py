@@ -80,7 +80,7 @@ def run_demo(*, ledger: str | Path = "finops.duckdb", fresh: bool = True) -> Dem
         with finops.tags(team="research", feature="analysis", agent="planner"):
             oai.chat.completions.create(model="o3-mini", messages=user)  # reasoning tokens
             claude.messages.create(
-                model="claude-sonnet-4-5",
+                model="claude-sonnet-4-6",
                 max_tokens=512,
                 system=[
                     {"type": "text", "text": _LONG_CONTEXT, "cache_control": {"type": "ephemeral"}}

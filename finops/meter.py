@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx2
 
 from finops.context import current_tags
-from finops.errors import MeteringWarning
+from finops.errors import MeteringWarning, UnknownModelWarning
 from finops.intercept.calls import HEADER, CallContext, CallRegistry
 from finops.ledger.row import LedgerRow
 from finops.providers import Parsed, StreamWatcher, adapter_for, classify
@@ -82,6 +82,7 @@ class Meter:
         self.store_content = store_content
         self.clock = clock
         self.registry = CallRegistry()
+        self._warned_models: set[str] = set()
         self._on_attempt = on_attempt
         self._on_call_end = on_call_end
 
@@ -102,6 +103,20 @@ class Meter:
             if self.unknown_model != "raise"
             else "zero_flagged",  # the response already arrived: record, never raise now
         )
+
+    def warn_unknown(self, model: str | None) -> None:
+        """Warn once per model that it had no price (the row is flagged either way)."""
+        key = model or "?"
+        if key in self._warned_models:
+            return
+        self._warned_models.add(key)
+        message = (
+            f"finops: no price for model {key!r}; recorded at zero cost with "
+            f"pricing_status='unknown_model'. Add it with FinOps(price_overrides=...) or choose "
+            f"unknown_model='fallback:<model>' / 'raise'."
+        )
+        log.warning(message)
+        warnings.warn(message, UnknownModelWarning, stacklevel=2)
 
     # -- rows ------------------------------------------------------------------------------
     def record(self, ctx: CallContext, row: LedgerRow) -> None:
@@ -336,6 +351,8 @@ class MeteredAttempt:
             row.finops_error = _join(row.finops_error, f"pricing failed: {exc!r}")
             return row
         _fill_cost(row, cost)
+        if cost.status == "unknown_model":
+            self._meter.warn_unknown(parsed.served_model or ctx.requested_model)
         return row
 
     @staticmethod

@@ -121,15 +121,23 @@ class _Watch:
 
 
 class _SyncStream(httpx2.SyncByteStream):
-    """Passes the decoded body to the SDK while the watch looks at it."""
+    """Passes the decoded body to the SDK while the watch looks at it.
+
+    It may be iterated more than once (the SDKs drain ``response.stream`` after parsing SSE):
+    later iterations continue from where the source is. An iteration abandoned half-way is
+    not an end of the response: ``close()`` is (the SDK and httpx2 always close responses).
+    """
 
     def __init__(self, response: httpx2.Response, watch: _Watch) -> None:
         self._response = response
         self._watch = watch
+        self._source: Iterator[bytes] | None = None
 
     def __iter__(self) -> Iterator[bytes]:
+        if self._source is None:
+            self._source = self._response.iter_bytes()
         try:
-            for chunk in self._response.iter_bytes():
+            for chunk in self._source:
                 out = self._watch.feed(chunk)
                 if out:
                     yield out
@@ -137,7 +145,6 @@ class _SyncStream(httpx2.SyncByteStream):
             if tail:
                 yield tail
         except GeneratorExit:
-            self._watch.end("closed_early")
             raise
         except BaseException as exc:
             self._watch.end("failed", exc)
@@ -157,10 +164,13 @@ class _AsyncStream(httpx2.AsyncByteStream):
     def __init__(self, response: httpx2.Response, watch: _Watch) -> None:
         self._response = response
         self._watch = watch
+        self._source: AsyncIterator[bytes] | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        if self._source is None:
+            self._source = self._response.aiter_bytes()
         try:
-            async for chunk in self._response.aiter_bytes():
+            async for chunk in self._source:
                 out = self._watch.feed(chunk)
                 if out:
                     yield out
@@ -168,7 +178,6 @@ class _AsyncStream(httpx2.AsyncByteStream):
             if tail:
                 yield tail
         except GeneratorExit:
-            self._watch.end("closed_early")
             raise
         except BaseException as exc:
             self._watch.end("failed", exc)

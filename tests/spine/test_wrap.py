@@ -14,10 +14,10 @@ from typing import Any
 import httpx2
 import openai
 import pytest
-from finops.devserver import Fault
 from finops_testing import rows
 
 import finops
+from finops.devserver import Fault
 from finops.pricing import PriceBook
 
 MSG = [{"role": "user", "content": "Write one line about ledgers."}]
@@ -193,7 +193,7 @@ def test_with_raw_response_and_streaming_response(fo, raw_openai):
 
 
 def _msg(client: Any, **kw: Any) -> Any:
-    return client.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=MSG, **kw)
+    return client.messages.create(model="claude-sonnet-4-6", max_tokens=64, messages=MSG, **kw)
 
 
 def test_messages_sync_equals_raw(fo, raw_anthropic, devserver):
@@ -227,9 +227,9 @@ def test_messages_stream_create_and_stream_helper(fo, raw_anthropic, devserver):
 
 async def test_messages_async(fo, raw_async_anthropic):
     wrapped = fo.wrap(raw_async_anthropic)
-    got = await wrapped.messages.create(model="claude-sonnet-4-5", max_tokens=64, messages=MSG)
+    got = await wrapped.messages.create(model="claude-sonnet-4-6", max_tokens=64, messages=MSG)
     async with wrapped.messages.stream(
-        model="claude-sonnet-4-5", max_tokens=64, messages=MSG
+        model="claude-sonnet-4-6", max_tokens=64, messages=MSG
     ) as stream:
         final = await stream.get_final_message()
     r1, r2 = rows(fo)
@@ -317,10 +317,13 @@ def test_stream_closed_early_is_cancelled_with_what_was_produced(fo, raw_openai)
     stream = wrapped.chat.completions.create(
         model="gpt-4o", messages=MSG, stream=True, max_tokens=200
     )
-    next(iter(stream))
+    it = iter(stream)
+    for _ in range(3):
+        next(it)
     stream.close()
     [row] = rows(fo)
     assert row["status"] == "cancelled" and row["usage_estimated"] is True
+    assert row["input_tokens"] > 0  # from the pre-call estimate
     assert row["output_tokens"] >= 1 and row["cost_total"] > 0
 
 
