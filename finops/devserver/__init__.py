@@ -568,7 +568,7 @@ class _Handler(BaseHTTPRequestHandler):
             output_index=0,
             content_index=0,
             part=message["content"][0],
-        )  # type: ignore[index]
+        )
         ev("response.output_item.done", output_index=0, item=message)
         ev("response.completed", response=response)
         self._send_sse(events, fault)
@@ -619,17 +619,17 @@ class _Handler(BaseHTTPRequestHandler):
         for tool in body.get("tools") or []:
             parts.append((_tokens(json.dumps(tool, sort_keys=True)), tool.get("cache_control")))
         for m in body.get("messages") or []:
-            content = m.get("content")
-            if isinstance(content, list):
+            blocks = m.get("content")
+            if isinstance(blocks, list):
                 parts.extend(
                     (
                         4 + _content_tokens([b]),
                         b.get("cache_control") if isinstance(b, Mapping) else None,
                     )
-                    for b in content
+                    for b in blocks
                 )
             else:
-                parts.append((4 + _content_tokens(content), None))
+                parts.append((4 + _content_tokens(blocks), None))
         for n, control in parts:
             total += n
             if control:

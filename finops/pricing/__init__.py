@@ -116,13 +116,13 @@ class UnitPrices:
 
 def _match(clause: Mapping[str, Any], text: str) -> bool:
     if "equals" in clause:
-        return text == clause["equals"]
+        return text == str(clause["equals"])
     if "starts_with" in clause:
-        return text.startswith(clause["starts_with"])
+        return text.startswith(str(clause["starts_with"]))
     if "ends_with" in clause:
-        return text.endswith(clause["ends_with"])
+        return text.endswith(str(clause["ends_with"]))
     if "contains" in clause:
-        return clause["contains"] in text
+        return str(clause["contains"]) in text
     if "regex" in clause:
         return re.search(clause["regex"], text) is not None
     if "or" in clause:
