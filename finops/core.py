@@ -122,6 +122,10 @@ class FinOps:
                 seed=self._seed_budget,
             )
         self._closed = False
+        if self.estimate_mode != "off":
+            # Loading a BPE table takes ~0.4 s: do it now, off the caller's thread, rather
+            # than inside the first metered call.
+            threading.Thread(target=_warm_tokenizer, name="finops-warmup", daemon=True).start()
 
     @classmethod
     def from_config(cls, path: str | Path, **overrides: Any) -> FinOps:
@@ -470,6 +474,15 @@ def _worst_case(estimate: Estimate | None) -> tuple[Decimal, int]:
         return Decimal(0), 1
     cost = estimate.cost_max if estimate.cost_max is not None else Decimal(0)
     return cost, int(estimate.input_tokens) + int(estimate.output_tokens_max)
+
+
+def _warm_tokenizer() -> None:
+    try:
+        from finops.tokens.encodings import get_encoding
+
+        get_encoding("o200k_base")
+    except Exception as exc:  # estimates will report the problem on first use
+        log.debug("finops: tokenizer warm-up failed: %r", exc)
 
 
 def hook_price_provider(hook: ClientHook) -> str | None:

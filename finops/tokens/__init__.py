@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Protocol
 
 from finops.tokens.encodings import encoding_for_model, get_encoding
@@ -117,12 +118,24 @@ class _Counter:
         self.bound = 0.0
 
     def text(self, value: str) -> int:
-        return len(self.enc.encode(value, disallowed_special=())) if value else 0
+        if not value:
+            return 0
+        if len(value) <= _MEMO_MAX_CHARS:  # system prompts and history repeat across calls
+            return _memo_count(self.name, value)
+        return len(self.enc.encode(value, disallowed_special=()))
 
     def approx(self, tokens: int, bound: float) -> int:
         self.exact = False
         self.bound = max(self.bound, bound)
         return tokens
+
+
+_MEMO_MAX_CHARS = 8192
+
+
+@lru_cache(maxsize=8192)
+def _memo_count(encoding: str, value: str) -> int:
+    return len(get_encoding(encoding).encode(value, disallowed_special=()))
 
 
 def image_tokens(width: int, height: int, *, detail: str = "auto") -> int:
