@@ -7,6 +7,7 @@ import logging
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -307,13 +308,13 @@ class FinOps:
         )
 
     def _estimate(self, wire: str, endpoint: str, kwargs: Mapping[str, Any]) -> Estimate | None:
-        if self.estimate_mode == "off":
+        if self.estimate_mode == "off" and self._budgets is None:
             return None
         try:
             from finops.tokens import estimate_request
 
             mode = self.estimate_mode
-            if mode == "auto":
+            if mode in ("auto", "off"):
                 mode = "exact" if _small(kwargs) else "bound"
             return estimate_request(
                 provider=wire,
@@ -322,9 +323,12 @@ class FinOps:
                 pricebook=self.pricebook(),
                 mode=mode,
             )
-        except Exception as exc:  # an estimate must never break the call
+        except Exception as exc:  # an estimate must never break the call...
             log.warning("finops: could not estimate a %s request: %r", endpoint, exc)
+        if self._budgets is None:
             return None
+        # ...nor open a hole in a budget: reserve a tokenizer-free upper bound instead.
+        return _fallback_estimate(self.pricebook(), wire, kwargs, self.clock())
 
     # -- configuration -------------------------------------------------------------------
     def pricebook(self) -> PriceBook:
@@ -465,6 +469,54 @@ def _small(kwargs: Mapping[str, Any]) -> bool:
         if total > _SMALL_REQUEST_CHARS:
             return False
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class _BoundEstimate:
+    """Same fields as finops.tokens.Estimate; built without importing the tokenizer."""
+
+    input_tokens: int
+    output_tokens_max: int
+    cost_max: Decimal | None
+    exact: bool
+    error_bound: float
+    method: str
+    model: str
+    fallback: bool
+
+
+def _fallback_estimate(book: PriceBook, wire: str, kwargs: Mapping[str, Any], now: datetime) -> Any:
+    """A guaranteed upper bound without the tokenizer: one token per UTF-8 byte at most."""
+    from finops.usage import Usage
+
+    size = 64
+    for key in ("messages", "input", "system", "instructions", "tools"):
+        if key in kwargs:
+            size += len(json.dumps(kwargs[key], default=str).encode())
+    model = str(kwargs.get("model") or "")
+    out = (
+        kwargs.get("max_completion_tokens")
+        or kwargs.get("max_tokens")
+        or kwargs.get("max_output_tokens")
+    )
+    out_max = int(out) if isinstance(out, int) else 0
+    if not out_max:
+        out_max = book.max_output_tokens(provider=None, model=model) or 32_768
+    usage = Usage(input_tokens=size, output_tokens=out_max)
+    cost = book.price(provider=None, model=model, usage=usage, at=now)
+    if cost.status == "unknown_model":
+        reference = "claude-opus-4-1" if wire == "anthropic" else "gpt-4o"
+        cost = book.price(provider=None, model=reference, usage=usage, at=now)
+    return _BoundEstimate(
+        input_tokens=size,
+        output_tokens_max=out_max,
+        cost_max=cost.total,
+        exact=False,
+        error_bound=3.0,
+        method="fallback:utf8-bytes",
+        model=model,
+        fallback=True,
+    )
 
 
 def _worst_case(estimate: Estimate | None) -> tuple[Decimal, int]:

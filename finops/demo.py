@@ -23,6 +23,10 @@ _LONG_CONTEXT = (
 )
 
 
+# Small enough that the demo's research loop reaches it after a few calls.
+_RESEARCH_LIMIT = Decimal("0.03")
+
+
 @dataclass
 class DemoResult:
     """What the demo did and what it cost."""
@@ -48,7 +52,10 @@ def run_demo(*, ledger: str | Path = "finops.duckdb", fresh: bool = True) -> Dem
         for old in (path, path.with_name(path.name + ".wal")):
             old.unlink(missing_ok=True)
     result = DemoResult(ledger=path)
-    with DevServer() as server, finops.FinOps(ledger=path) as fo:
+    research_budget = finops.Budget(
+        scope={"team": "research"}, limit=str(_RESEARCH_LIMIT), period="day", tz="Europe/Paris"
+    )
+    with DevServer() as server, finops.FinOps(ledger=path, budgets=[research_budget]) as fo:
         oai = fo.wrap(openai.OpenAI(api_key="demo", base_url=server.openai_base_url, max_retries=2))
         claude = fo.wrap(anthropic.Anthropic(api_key="demo", base_url=server.anthropic_base_url))
         user: Any = [{"role": "user", "content": "Where is my order #1234?"}]
@@ -94,6 +101,22 @@ def run_demo(*, ledger: str | Path = "finops.duckdb", fresh: bool = True) -> Dem
             ) as stream:
                 stream.get_final_message()
             result.calls += 3
+            # The research team's daily budget: keep asking until finops refuses a call
+            # *before* it is sent (the worst case no longer fits), then stop.
+            try:
+                for i in range(200):
+                    claude.messages.create(
+                        model="claude-haiku-4-5",
+                        max_tokens=1024,
+                        messages=[{"role": "user", "content": f"Summarize paper #{i}."}],
+                    )
+                    result.calls += 1
+            except finops.BudgetExceeded as stop:
+                result.budget_stop = (
+                    f"{stop.budget}: limit {stop.limit} USD, spent {stop.spent}, "
+                    f"this call needed up to {stop.requested} — refused before sending"
+                )
+                result.calls += 1
 
         fo.flush()
         _summarize(fo, result)
