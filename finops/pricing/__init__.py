@@ -297,6 +297,11 @@ class PriceBook:
         return ref
 
     def _resolve(self, model: str, provider: str | None, api_url: str | None) -> ModelRef | None:
+        if provider is None:  # user-defined models win over the shipped tables
+            for pid, entries in self._custom.items():
+                for entry in entries:
+                    if _match(entry.match, model):
+                        return ModelRef(pid, entry.id, entry)
         candidates: list[str] = []
         if provider is not None:
             if provider in self._info:
@@ -329,8 +334,12 @@ class PriceBook:
         if pid in seen or pid not in self._info:
             return []
         seen.add(pid)
-        for entry in self._models(pid):
+        entries = self._models(pid)
+        for entry in entries:
             if _match(entry.match, model):
+                return [ModelRef(pid, entry.id, entry)]
+        for entry in entries:  # a table's own canonical id always resolves
+            if entry.id.lower() == model:
                 return [ModelRef(pid, entry.id, entry)]
         for fallback in self._info[pid].fallback_model_providers:
             found = self._find(fallback, model, seen)
