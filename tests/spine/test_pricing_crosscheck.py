@@ -233,7 +233,7 @@ def test_malformed_price_files_raise_a_clear_error(tmp_path: Path):
     with pytest.raises(finops.PriceFileError, match=r"openai\.json.*models\.0"):
         book.resolve(model="gpt-4o", provider="openai")
     (tables / "manifest.json").write_text("{broken")
-    with pytest.raises(finops.PriceFileError, match="manifest.json"):
+    with pytest.raises(finops.PriceFileError, match=r"manifest\.json"):
         PriceBook.load(tables_dir=tables)
     with pytest.raises(finops.PriceFileError, match="discount"):
         PriceBook.load(overrides={"discounts": {"openai": "150%"}})
