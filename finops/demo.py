@@ -24,7 +24,7 @@ _LONG_CONTEXT = (
 
 
 # Small enough that the demo's research loop reaches it after a few calls.
-_RESEARCH_LIMIT = Decimal("0.03")
+_RESEARCH_LIMIT = Decimal("0.10")
 
 
 @dataclass
@@ -85,7 +85,9 @@ def run_demo(*, ledger: str | Path = "finops.duckdb", fresh: bool = True) -> Dem
             result.calls += 1
 
         with finops.tags(team="research", feature="analysis", agent="planner"):
-            oai.chat.completions.create(model="o3-mini", messages=user)  # reasoning tokens
+            oai.chat.completions.create(  # reasoning tokens
+                model="o3-mini", messages=user, max_completion_tokens=2000
+            )
             claude.messages.create(
                 model="claude-sonnet-4-6",
                 max_tokens=512,
@@ -106,8 +108,15 @@ def run_demo(*, ledger: str | Path = "finops.duckdb", fresh: bool = True) -> Dem
             try:
                 for i in range(200):
                     claude.messages.create(
-                        model="claude-haiku-4-5",
-                        max_tokens=1024,
+                        model="claude-sonnet-4-6",
+                        max_tokens=4000,
+                        system=[
+                            {
+                                "type": "text",
+                                "text": _LONG_CONTEXT,
+                                "cache_control": {"type": "ephemeral"},
+                            }
+                        ],
                         messages=[{"role": "user", "content": f"Summarize paper #{i}."}],
                     )
                     result.calls += 1
