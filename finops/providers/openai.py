@@ -133,31 +133,39 @@ class _ChatStream:
         self.done = False
 
     def on_event(self, block: bytes) -> bool:
+        # Fast path: an ordinary content chunk once the model is known needs no parsing now
+        # (its text is only needed if the stream ends without usage; see result()).
+        if self._model is not None and b'"usage":{' not in block and b'"usage": {' not in block:
+            if b"[DONE]" in block:
+                self.done = True
+            else:
+                self._blocks.append(block)
+            return True
         data = sse_data(block)
         if data is None:
             return True
         if data == b"[DONE]":
             self.done = True
             return True
-        if self._model is None or b'"usage":{' in data or b'"usage": {' in data:
-            chunk = mapping(load_json(data))
-            if self._model is None and isinstance(chunk.get("model"), str):
-                self._model = chunk["model"]
-                self._tier = _tier(chunk.get("service_tier"))
-            usage_raw = chunk.get("usage")
-            if isinstance(usage_raw, Mapping):
-                self._usage = normalize_usage(usage_raw)
-                if self._strip and not chunk.get("choices"):
-                    return False
-        self._blocks.append(data)
+        chunk = mapping(load_json(data))
+        if self._model is None and isinstance(chunk.get("model"), str):
+            self._model = chunk["model"]
+            self._tier = _tier(chunk.get("service_tier"))
+        usage_raw = chunk.get("usage")
+        if isinstance(usage_raw, Mapping):
+            self._usage = normalize_usage(usage_raw)
+            if self._strip and not chunk.get("choices"):
+                return False
+        self._blocks.append(block)
         return True
 
     def result(self) -> Parsed:
         text: list[str] = []
         if self._usage is None:  # only then is the text needed (estimate of what was produced)
-            for data in self._blocks:
+            for block in self._blocks:
+                data = sse_data(block)
                 try:
-                    chunk = mapping(load_json(data))
+                    chunk = mapping(load_json(data)) if data else {}
                 except ValueError:
                     continue
                 for choice in chunk.get("choices") or ():
