@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from finops.context import current_tags
 from finops.errors import ConfigError, MeteringWarning, UnknownModelError
@@ -322,13 +322,15 @@ class FinOps:
                 body=kwargs,
                 pricebook=self.pricebook(),
                 mode=mode,
+                at=self.clock(),
             )
         except Exception as exc:  # an estimate must never break the call...
             log.warning("finops: could not estimate a %s request: %r", endpoint, exc)
         if self._budgets is None:
             return None
-        # ...nor open a hole in a budget: reserve a tokenizer-free upper bound instead.
-        return _fallback_estimate(self.pricebook(), wire, kwargs, self.clock())
+        # ...nor open a hole in a budget: reserve a tokenizer-free upper bound instead,
+        # priced conservatively (an unknown model at a top-tier reference price).
+        return cast("Estimate", _fallback_estimate(self.pricebook(), wire, kwargs, self.clock()))
 
     # -- configuration -------------------------------------------------------------------
     def pricebook(self) -> PriceBook:

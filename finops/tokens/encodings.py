@@ -10,16 +10,14 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
-import json
 import threading
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 from typing import Any
 
 from finops.errors import EncodingIntegrityError, TokenizerError
 
-__all__ = ["DATA_DIR", "encoding_for_model", "get_encoding"]
+__all__ = ["DATA_DIR", "ENCODINGS", "clear_cache", "get_encoding"]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -66,6 +64,8 @@ _SPECS: dict[str, _Spec] = {
         },
     ),
 }
+
+ENCODINGS = tuple(_SPECS)
 
 _lock = threading.Lock()
 _loaded: dict[tuple[str, Path], Any] = {}
@@ -120,21 +120,7 @@ def _load(name: str, folder: Path) -> Any:
     )
 
 
-@cache
-def _model_map() -> tuple[str, dict[str, str], list[tuple[str, str]]]:
-    data = json.loads((DATA_DIR / "models.json").read_text(encoding="utf-8"))
-    prefixes = sorted(data["prefix"].items(), key=lambda kv: -len(kv[0]))
-    return str(data["default"]), dict(data["exact"]), prefixes
-
-
-@cache
-def encoding_for_model(model: str) -> tuple[str, bool]:
-    """(encoding name, known) for a model id; unknown models get the default, ``known=False``."""
-    default, exact, prefixes = _model_map()
-    name = model.lower().split("/")[-1]
-    if name in exact:
-        return exact[name], True
-    for prefix, enc in prefixes:
-        if name.startswith(prefix):
-            return enc, True
-    return default, False
+def clear_cache() -> None:
+    """Forget loaded encodings (tests use it to prove a fresh load stays offline)."""
+    with _lock:
+        _loaded.clear()
