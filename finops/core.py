@@ -188,7 +188,7 @@ class FinOps:
     ) -> tuple[Decimal, int]:
         """Spend already in the ledger for a budget's scope and period (after a restart)."""
         self.ledger.flush(timeout_s=5)
-        clauses = ["ts_start >= ?", "ts_start < ?"]
+        clauses = ["ts_start >= ?", "ts_start < ?", "status <> 'blocked'"]
         params: list[Any] = [start, end]
         for key, value in budget.scope.items():
             if value == "*":
@@ -198,6 +198,7 @@ class FinOps:
         if scope_key:  # per-value budgets ("agent": "*"): the concrete values of this counter
             for part in scope_key.split("|"):
                 key, _, value = part.partition("=")
+                value = value.replace("%7C", "|").replace("%25", "%")  # scope_key escaping
                 if key and key in budget.scope and budget.scope[key] == "*":
                     clauses.append("tags[?] = ?")
                     params.extend([key, value])
@@ -253,7 +254,7 @@ class FinOps:
                 raise
             route = f"budget_downgrade:{model}->{target}"
         flags = getattr(reservation, "flags", None)
-        return reservation, kwargs, estimate, route, ",".join(flags) if flags else None
+        return reservation, kwargs, estimate, route, "; ".join(flags) if flags else None
 
     def _record_blocked(
         self,
