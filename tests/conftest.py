@@ -8,9 +8,9 @@ from pathlib import Path
 import anthropic
 import openai
 import pytest
-from finops.devserver import DevServer
 
 import finops
+from finops.devserver import DevServer
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,9 @@ from pathlib import Path
 import anthropic
 import openai
 import pytest
-from finops_testing import rows
 
 import finops
+from finops_testing import rows
 
 MSG = [{"role": "user", "content": "Summarize the quarterly report."}]
 

@@ -14,11 +14,11 @@ from typing import Any
 import httpx2
 import openai
 import pytest
-from finops_testing import rows
 
 import finops
 from finops.devserver import Fault
 from finops.pricing import PriceBook
+from finops_testing import rows
 
 MSG = [{"role": "user", "content": "Write one line about ledgers."}]
 
