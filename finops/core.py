@@ -18,6 +18,7 @@ from finops.errors import ConfigError, MeteringWarning, UnknownModelError
 from finops.intercept.calls import CallContext
 from finops.intercept.facade import with_call_header, wrap_client
 from finops.meter import Meter, utc_now
+from finops.usage import TOKEN_FIELDS
 
 if TYPE_CHECKING:
     from finops.budgets import Budget, BudgetManager, BudgetStatus
@@ -204,7 +205,7 @@ class FinOps:
                     params.extend([key, value])
         result = self.ledger.query(
             "SELECT coalesce(sum(cost_total), 0), coalesce(sum("
-            + " + ".join(f"coalesce({c}, 0)" for c in _TOKEN_COLUMNS)
+            + " + ".join(f"coalesce({c}, 0)" for c in TOKEN_FIELDS)
             + "), 0) FROM calls WHERE "
             + " AND ".join(clauses),
             params,
@@ -448,17 +449,6 @@ class FinOps:
 _ESTIMATE_MODES = ("auto", "exact", "bound", "off")
 _SMALL_REQUEST_CHARS = 16_000
 
-_TOKEN_COLUMNS = (
-    "input_tokens",
-    "cache_read_tokens",
-    "cache_write_5m_tokens",
-    "cache_write_1h_tokens",
-    "input_audio_tokens",
-    "cache_read_audio_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "output_audio_tokens",
-)
 
 
 def _small(kwargs: Mapping[str, Any]) -> bool:

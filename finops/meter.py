@@ -26,7 +26,7 @@ from finops.errors import MeteringWarning, UnknownModelWarning
 from finops.intercept.calls import HEADER, CallContext, CallRegistry
 from finops.ledger.row import LedgerRow
 from finops.providers import Parsed, StreamWatcher, adapter_for, classify
-from finops.usage import Usage
+from finops.usage import TOKEN_FIELDS, Usage
 
 if TYPE_CHECKING:
     from finops.pricing import PriceBook, PricedCost
@@ -442,32 +442,12 @@ def blocked_row(
 
 
 def _row_tokens(row: LedgerRow) -> int:
-    return sum(
-        getattr(row, name) or 0
-        for name in (
-            "input_tokens",
-            "cache_read_tokens",
-            "cache_write_5m_tokens",
-            "cache_write_1h_tokens",
-            "input_audio_tokens",
-            "cache_read_audio_tokens",
-            "output_tokens",
-            "reasoning_tokens",
-            "output_audio_tokens",
-        )
-    )
+    return sum(getattr(row, name) or 0 for name in TOKEN_FIELDS)
 
 
 def _fill_usage(row: LedgerRow, usage: Usage) -> None:
-    row.input_tokens = usage.input_tokens
-    row.cache_read_tokens = usage.cache_read_tokens
-    row.cache_write_5m_tokens = usage.cache_write_5m_tokens
-    row.cache_write_1h_tokens = usage.cache_write_1h_tokens
-    row.input_audio_tokens = usage.input_audio_tokens
-    row.cache_read_audio_tokens = usage.cache_read_audio_tokens
-    row.output_tokens = usage.output_tokens
-    row.reasoning_tokens = usage.reasoning_tokens
-    row.output_audio_tokens = usage.output_audio_tokens
+    for name in TOKEN_FIELDS:
+        setattr(row, name, getattr(usage, name))
     row.server_tool_requests = dict(usage.server_tool_requests)
     row.usage_estimated = usage.estimated
     row.usage_mismatch = usage.mismatch

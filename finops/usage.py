@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-__all__ = ["StepUsage", "Usage"]
+__all__ = ["TOKEN_FIELDS", "StepUsage", "Usage"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +59,7 @@ class Usage:
     estimated: bool = False
 
     def __post_init__(self) -> None:
-        for f in _TOKEN_FIELDS:
+        for f in TOKEN_FIELDS:
             value = getattr(self, f)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"Usage.{f} must be a non-negative int, got {value!r}")
@@ -101,7 +101,7 @@ class Usage:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain-JSON form (used by the ledger and the CLI)."""
-        out: dict[str, Any] = {f: getattr(self, f) for f in _TOKEN_FIELDS}
+        out: dict[str, Any] = {f: getattr(self, f) for f in TOKEN_FIELDS}
         out["server_tool_requests"] = dict(self.server_tool_requests)
         out["steps"] = [
             {"model": s.model, "kind": s.kind, "usage": s.usage.as_dict()} for s in self.steps
@@ -120,4 +120,4 @@ class StepUsage:
     usage: Usage
 
 
-_TOKEN_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Usage) if f.type in ("int", int))
+TOKEN_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Usage) if f.type in ("int", int))
