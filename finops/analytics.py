@@ -10,10 +10,6 @@ __all__ = ["spend_report"]
 
 _TAG = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 
-#: Statuses whose cost is real spend.
-SPEND_STATUSES = ("ok", "cancelled", "error", "cache_hit")
-
-
 def spend_report(
     ledger: str | Path, *, by: str = "model"
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
