@@ -348,7 +348,8 @@ class MeteredAttempt:
             )
         except Exception as exc:
             row.pricing_status = "error"
-            row.finops_error = _join(row.finops_error, f"pricing failed: {exc!r}")
+            row.finops_error = _join(row.finops_error, f"pricing failed: {exc}")
+            _warn(f"could not price call {ctx.call_id}: {exc}")
             return row
         _fill_cost(row, cost)
         if cost.status == "unknown_model":

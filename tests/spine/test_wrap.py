@@ -426,3 +426,23 @@ def test_money_is_decimal(fo, raw_openai):
     [row] = rows(fo)
     for key in ("cost_input", "cost_output", "cost_total"):
         assert isinstance(row[key], Decimal)
+
+
+def test_malformed_price_file_never_breaks_the_call(tmp_path, devserver):
+    import json as _json
+
+    from finops.pricing import default_tables_dir
+
+    tables = tmp_path / "tables"
+    tables.mkdir()
+    for f in default_tables_dir().glob("*.json"):
+        (tables / f.name).write_text(f.read_text())
+    (tables / "openai.json").write_text(_json.dumps({"provider": {"id": "openai"}, "models": "?"}))
+    with finops.FinOps(ledger=tmp_path / "p.duckdb", prices=tables) as fo:
+        client = fo.wrap(openai.OpenAI(api_key="k", base_url=devserver.openai_base_url))
+        with pytest.warns(finops.MeteringWarning):
+            reply = _chat(client)
+        assert reply.choices[0].message.content
+        [row] = rows(fo)
+        assert row["status"] == "ok" and row["input_tokens"] > 0  # usage kept
+        assert row["pricing_status"] == "error" and "openai.json" in row["finops_error"]
