@@ -322,7 +322,8 @@ class FinOps:
                 provider=wire,
                 endpoint=endpoint,
                 body=kwargs,
-                pricebook=self.pricebook(),
+                # the worst-case price is only needed to reserve budget
+                pricebook=self.pricebook() if self._budgets is not None else None,
                 mode=mode,
                 at=self.clock(),
             )

@@ -6,7 +6,7 @@ Design (measured figures in docs/ledger.md):
   single ``os.write`` to this process's current *spool segment* (an ``O_APPEND`` file). Once
   ``os.write`` returns, the line is in the OS page cache: it survives ``kill -9`` of the
   process. Nothing else happens on the caller's thread: no DuckDB, no lock held for long.
-* **Writer** — a daemon thread wakes every ``flush_interval_s`` (or on :meth:`flush`), *rotates*
+* **Writer** — a daemon thread wakes every ``flush_interval_s`` (1 s; or on :meth:`flush`), *rotates*
   the segment (appends continue in a new file) and ingests the closed segments with DuckDB's
   own JSON reader in one transaction, then deletes them. The spool *is* the queue, so the
   writer does no per-row Python work.
@@ -124,7 +124,7 @@ class Ledger:
         path: str | Path,
         *,
         spool_dir: str | Path | None = None,
-        flush_interval_s: float = 0.2,
+        flush_interval_s: float = 1.0,
         idle_close_s: float = 1.0,
         max_segment_rows: int = 200_000,
     ) -> None:
@@ -270,7 +270,9 @@ class Ledger:
             import duckdb
 
             try:
-                con = duckdb.connect(str(self.path))
+                # One DuckDB thread: ingest batches are small, and extra threads only compete
+                # with the application for the machine's cores (it showed in call p99).
+                con = duckdb.connect(str(self.path), config={"threads": 1})
             except duckdb.IOException as exc:
                 self._locked = "lock" in str(exc).lower()
                 raise LedgerError(
