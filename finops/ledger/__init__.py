@@ -1,27 +1,27 @@
 """The DuckDB ledger: a crash-safe spool on the hot path, a background writer behind it.
 
-Design (measured figures in docs/ledger.md):
+Design (figures and reasons in docs/ledger.md):
 
-* **Hot path** — :meth:`Ledger.append` serializes the row to one JSON line and appends it with a
-  single ``os.write`` to this process's current *spool segment* (an ``O_APPEND`` file). Once
-  ``os.write`` returns, the line is in the OS page cache: it survives ``kill -9`` of the
-  process. Nothing else happens on the caller's thread: no DuckDB, no lock held for long.
-* **Writer** — a daemon thread wakes every ``flush_interval_s`` (1 s; or on :meth:`flush`), *rotates*
-  the segment (appends continue in a new file) and ingests the closed segments with DuckDB's
-  own JSON reader in one transaction, then deletes them. The spool *is* the queue, so the
-  writer does no per-row Python work.
-* **Crash recovery** — every segment is ``flock``-ed by the process that writes it, until it has
-  been ingested and deleted. On start (and from time to time) a ledger ingests the segments no
-  live process holds — left by a crashed process — skipping ``row_id``s already in the table,
-  so a row is never written twice.
-* **Locked file** — DuckDB lets one process at a time open a file read-write. If another
-  process holds it, segments stay on disk and the writer retries with backoff; ``append`` is
-  unaffected and ``flush`` reports False.
-* **Connection policy** — the writer keeps DuckDB open while rows keep arriving and closes it
-  after ``idle_close_s`` without rows, so other processes (analysts, the CLI) can open the file
-  while the application is idle.
-* **Several processes** on one ledger: each has its own segments; whichever process holds the
-  file ingests its own rows (and orphans); the others wait for it to be free.
+* **Hot path** — :meth:`Ledger.append` encodes the row once (one JSON line, see
+  :mod:`finops.ledger.spool`) and appends it with a single ``os.write`` to this process's
+  current spool segment (an ``O_APPEND`` file). Once ``os.write`` returns the line is in the
+  OS page cache: it survives ``kill -9`` of the process. The spool *is* the writer's queue:
+  nothing else happens on the caller's thread (no DuckDB, no per-row object kept).
+* **Writer** — a daemon thread wakes every ``flush_interval_s`` (or on :meth:`Ledger.flush`,
+  or when a segment reaches ``max_batch`` rows), *rotates* the segment (appends continue in a
+  new file), ingests the closed segments with DuckDB's JSON reader in one transaction, then
+  deletes them. No per-row Python work happens in the writer.
+* **Crash recovery** — each segment is ``flock``-ed by its writing process until ingested. On
+  start (and every ``orphan_scan_s``) a ledger ingests the segments no live process holds,
+  skipping ``row_id``s already in ``calls`` (anti-join), so nothing is written twice.
+* **Several processes, locked file** — DuckDB lets one process open a file read-write. An
+  ingester first takes ``flock`` on ``<ledger>.lock`` (cheap, no DuckDB open), then opens
+  DuckDB. If either is held elsewhere, rows stay in the spool and the writer retries with
+  backoff; ``append`` is unaffected and ``flush`` reports False.
+* **Connection policy** — opening + closing the file costs ~40 ms here, so the writer keeps
+  it open while rows keep coming, closes it after ``idle_close_s`` without rows, and also
+  after holding it ``max_hold_s`` in a row (then stays away ``yield_s``) so that other
+  finops processes and analysts get their turn even under steady traffic.
 """
 
 from __future__ import annotations
@@ -29,83 +29,36 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from finops.errors import LedgerError, MigrationError
-from finops.ledger.migrations import COLUMN_TYPES, migrate
+from finops.ledger.migrations import migrate
 from finops.ledger.row import STATUSES, LedgerRow
+from finops.ledger.spool import SUFFIX, Segment, claim_orphans, encode, select_sql
 
 __all__ = ["STATUSES", "Ledger", "LedgerRow"]
 
 log = logging.getLogger("finops.ledger")
 
-_FIELDS = tuple(f.name for f in fields(LedgerRow))
-_MONEY = tuple(name for name, kind in COLUMN_TYPES.items() if kind.startswith("DECIMAL"))
-_TIMES = ("ts_start", "ts_end")
-_SUFFIX = ".jsonl"
+_encode = encode  # kept for tests and tools that write spool lines by hand
 
 
-def _encode(row: LedgerRow) -> bytes:
-    """One JSON line; Decimals as strings (exact), datetimes as ISO 8601 with offset.
+class _Busy(Exception):
+    """The ledger file is held elsewhere (another finops process, an analyst): retry later.
 
-    ``None`` fields are left out (most are None on any given row; the reader fills them in),
-    which halves the serialization cost on the caller's thread.
+    ``cheap``: the conflict was seen on ``<ledger>.lock`` (a syscall to re-check), so the
+    writer polls often instead of backing off, and does not miss the holder's release.
     """
-    data = {}
-    for name in _FIELDS:
-        value = getattr(row, name)
-        if value is not None:
-            data[name] = value
-    for name in _MONEY:
-        value = data.get(name)
-        if value is not None:
-            data[name] = str(value)
-    data["ts_start"] = row.ts_start.isoformat()
-    data["ts_end"] = row.ts_end.isoformat()
-    return _dumps(data).encode() + b"\n"
 
-
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
-
-
-def _columns_spec() -> str:
-    # DECIMAL columns are read as VARCHAR and cast exactly in SQL.
-    spec = {
-        name: ("VARCHAR" if kind.startswith("DECIMAL") else kind)
-        for name, kind in COLUMN_TYPES.items()
-    }
-    return "{" + ", ".join(f"'{k}': '{v}'" for k, v in spec.items()) + "}"
-
-
-_SELECT = ", ".join(
-    f"CAST({name} AS {kind})" if kind.startswith("DECIMAL") else name
-    for name, kind in COLUMN_TYPES.items()
-)
-
-
-class _Segment:
-    """One spool file this process writes (or has closed and not yet ingested)."""
-
-    __slots__ = ("fd", "path", "rows")
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # ours until ingested
-        self.rows = 0
-
-    def remove(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-        os.close(self.fd)
+    def __init__(self, message: str, *, cheap: bool = False) -> None:
+        super().__init__(message)
+        self.cheap = cheap
 
 
 class Ledger:
@@ -113,10 +66,18 @@ class Ledger:
 
     Args:
         path: the DuckDB file (created with its schema if missing).
-        spool_dir: where spool segments live (default ``<path>.spool/``); must be on a local
-            filesystem that supports ``flock``.
+        spool_dir: where spool segments live (default ``<path>.spool/``); must be a local
+            filesystem with ``flock``. Processes sharing a ledger must share the spool dir.
         flush_interval_s: how often the writer ingests the spool.
+        max_batch: rows per spool segment; a full segment wakes the writer early, and one
+            ingest transaction takes at most about this many rows (plus one segment).
         idle_close_s: close the DuckDB file after this long without new rows.
+        max_hold_s: close it after holding it this long in a row, even under load ...
+        yield_s: ... and stay away this long, so other writers and readers get a turn.
+        orphan_scan_s: how often to look for segments left by dead processes.
+        duckdb_threads: DuckDB worker threads for ingestion (1 keeps the writer from
+            competing with the application for cores; more ingests faster).
+        max_backoff_s: the longest wait between retries while the file is held elsewhere.
     """
 
     def __init__(
@@ -124,281 +85,419 @@ class Ledger:
         path: str | Path,
         *,
         spool_dir: str | Path | None = None,
-        flush_interval_s: float = 1.0,
+        flush_interval_s: float = 0.2,
+        max_batch: int = 200_000,
         idle_close_s: float = 1.0,
-        max_segment_rows: int = 200_000,
+        max_hold_s: float = 5.0,
+        yield_s: float = 0.5,
+        orphan_scan_s: float = 30.0,
+        duckdb_threads: int = 1,
+        max_backoff_s: float = 2.0,
     ) -> None:
         self.path = Path(path)
         self.spool_dir = (
             Path(spool_dir) if spool_dir is not None else Path(str(self.path) + ".spool")
         )
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self.lock_path = Path(str(self.path) + ".lock")
         self.flush_interval_s = flush_interval_s
+        self.max_batch = max(1, max_batch)
         self.idle_close_s = idle_close_s
-        self.max_segment_rows = max_segment_rows
+        self.max_hold_s = max_hold_s
+        self.yield_s = yield_s
+        self.orphan_scan_s = orphan_scan_s
+        self.duckdb_threads = duckdb_threads
+        self.max_backoff_s = max_backoff_s
+        self.dropped = 0  #: rows that could not be spooled (unencodable row, disk full, closed)
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
         self._prefix = f"{os.getpid()}-{os.urandom(4).hex()}-"
         self._seq = 0
-        self._append_lock = threading.Lock()
-        self._db_lock = threading.RLock()
-        self._wake = threading.Condition(threading.Lock())
-        self._segment = self._new_segment()
-        self._closed_segments: list[_Segment] = []
-        self._appended = 0  # rows appended (monotonic)
-        self._ingested = 0  # rows of this process known to be in DuckDB
-        self._flush_wanted = False
-        self._con: Any = None
-        self._last_rows_at = time.monotonic()
-        self._last_error: str | None = None
-        self._locked = False
-        self._migrated = False
+        self._append_lock = threading.Lock()  # guards the current segment and the counters
+        self._db_lock = threading.RLock()  # guards the DuckDB connection and the .lock fd
+        self._cv = threading.Condition(threading.Lock())  # writer wake-ups and progress
+        self._segment: Segment | None = self._new_segment()
+        self._closed_segments: list[Segment] = []
+        self._appended = 0  # rows spooled by this ledger (monotonic)
+        self._ingested = 0  # of those, rows known to be in DuckDB
+        self._cycles = 0  # writer cycles finished (flush waits for one after its request)
+        self._busy = False  # the last cycle found the file held elsewhere
+        self._wake_now = False
         self._stop = False
-        self.dropped = 0  # rows that could not even be spooled (disk full...)
+        self._closed = False
+        self._con: Any = None
+        self._lock_fd = -1
+        self._held_since = 0.0
+        self._last_used = time.monotonic()
+        self._fatal: str | None = None  # e.g. the schema is newer than this finops
+        self._next_orphan_scan = 0.0  # scan on the first cycle
+        self._migrated = False
+        self._last_error: str | None = None
+
+        # Create/migrate the file now so that a too-new schema fails loudly at start-up, and
+        # replay what dead processes left behind.
+        try:
+            with self._db_lock:
+                self._acquire()
+            self._replay_orphans()
+        except _Busy as exc:  # someone else holds the file: the writer will retry
+            self._busy = True
+            self._last_error = str(exc)
+        except MigrationError:
+            self._abandon()
+            raise
+        except Exception as exc:
+            self._abandon()
+            raise LedgerError(f"cannot open ledger {self.path}: {exc}") from exc
         self._thread = threading.Thread(target=self._run, name="finops-ledger-writer", daemon=True)
-        self._try_open_and_recover()
         self._thread.start()
         atexit.register(self.close)
 
     # -- hot path ------------------------------------------------------------------------
     def append(self, row: LedgerRow) -> None:
-        """Spool one row (crash-safe once this returns). Never blocks on DuckDB, never raises."""
+        """Spool one row: crash-safe once this returns. Never blocks on DuckDB, never raises."""
         try:
-            line = _encode(row)
-        except Exception as exc:  # a row that cannot be encoded is logged, not raised
+            line = encode(row)
+        except Exception as exc:  # a row that cannot be encoded is counted and logged
             self.dropped += 1
             log.error("finops ledger: cannot encode row %s: %r", getattr(row, "row_id", "?"), exc)
             return
         with self._append_lock:
+            seg = self._segment
+            if seg is None:
+                self.dropped += 1
+                log.error("finops ledger: append after close; row %s dropped", row.row_id)
+                return
             try:
-                os.write(self._segment.fd, line)
+                os.write(seg.fd, line)
             except OSError as exc:
                 self.dropped += 1
-                log.error("finops ledger: cannot write spool %s: %r", self._segment.path, exc)
+                log.error("finops ledger: cannot write spool %s: %r", seg.path, exc)
                 return
-            self._segment.rows += 1
+            seg.rows += 1
             self._appended += 1
-            big = self._segment.rows >= self.max_segment_rows
-        if big:
-            with self._wake:
-                self._wake.notify()
+            full = seg.rows >= self.max_batch
+        if full:
+            with self._cv:
+                self._wake_now = True
+                self._cv.notify_all()
 
     # -- reading -------------------------------------------------------------------------
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
-        """Run SQL against the ledger (this process's connection) and fetch all rows."""
-        with self._db_lock:
-            con = self._connection()
-            return list(con.execute(sql, list(params) if params is not None else None).fetchall())
+        """Run SQL on the ledger through this process's connection; fetch all rows.
 
-    def connect(self, *, read_only: bool = True) -> Any:
-        """A DuckDB cursor on the ledger for analysts in this process.
-
-        The cursor shares this ledger's database instance (DuckDB refuses a second,
-        differently-configured instance of one file in a process); ``read_only`` is accepted
-        for symmetry with ``duckdb.connect`` — do not write through it.
+        Raises :class:`~finops.errors.LedgerError` while another process holds the file.
+        Call :meth:`flush` first to see the rows appended so far.
         """
-        del read_only
         with self._db_lock:
-            return self._connection().cursor()
+            try:
+                con = self._acquire()
+            except _Busy as exc:
+                raise LedgerError(f"cannot read ledger {self.path}: {exc}") from exc
+            self._last_used = time.monotonic()
+            args = list(params) if params is not None else None
+            return list(con.execute(sql, args).fetchall())
+
+    def connect(self, *, read_only: bool = True, flush_timeout_s: float = 5.0) -> Any:
+        """A new DuckDB connection to the ledger for analysis in this process (after a flush).
+
+        ``read_only=True`` gives a read-only connection; while it is open this process's
+        writer cannot write (DuckDB allows one configuration per file and process), so rows
+        wait in the spool: close it when done. ``read_only=False`` shares the writer's
+        database instance (writes go on); do not alter ``calls`` through it.
+        """
+        import duckdb
+
+        self.flush(timeout_s=flush_timeout_s)
+        with self._db_lock:
+            if read_only:
+                self._release()
+                try:
+                    return duckdb.connect(str(self.path), read_only=True)
+                except duckdb.Error as exc:
+                    raise LedgerError(f"cannot open ledger {self.path}: {exc}") from exc
+            try:
+                self._acquire()
+            except _Busy as exc:
+                raise LedgerError(f"cannot open ledger {self.path}: {exc}") from exc
+            return duckdb.connect(str(self.path), config=self._config())
 
     # -- flushing ------------------------------------------------------------------------
     def flush(self, timeout_s: float | None = None) -> bool:
-        """Wait until every row appended so far is in DuckDB. False on timeout or while the
-        file is held by another process (the rows stay safe in the spool)."""
-        target = self._appended
+        """Block until every row appended before this call is in DuckDB.
+
+        Returns False when ``timeout_s`` passes first, or as soon as the writer finds the
+        file held by another process (the rows stay safe in the spool and are written
+        later). A closed ledger returns whether everything it spooled was written.
+        """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while self._ingested < target:
+        with self._append_lock:
+            target = self._appended
+        with self._cv:
+            start_cycle = self._cycles
+            if self._ingested >= target:
+                return True
             if self._stop:
                 return False
-            with self._wake:
-                self._flush_wanted = True
-                self._wake.notify()
-            time.sleep(0.002)
-            if self._locked and self._ingested < target:
-                # give the writer one retry before reporting the lock
-                time.sleep(0.05)
-                if self._locked and self._ingested < target:
+            self._wake_now = True
+            self._cv.notify_all()
+            while self._ingested < target:
+                if self._stop or self._fatal is not None:
                     return False
-            if deadline is not None and time.monotonic() > deadline:
-                return False
-        return True
+                if self._busy and self._cycles > start_cycle:
+                    return False
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cv.wait(timeout=remaining)
+            return True
 
-    def close(self) -> None:
-        """Flush (briefly), stop the writer and close DuckDB. Idempotent; rows that could not
-        be written stay in the spool and are ingested by the next ledger on this file."""
-        if self._stop:
-            return
-        with contextlib.suppress(Exception):
-            self.flush(timeout_s=10)
-        self._stop = True
-        with self._wake:
-            self._wake.notify()
-        if self._thread.is_alive() and threading.current_thread() is not self._thread:
-            self._thread.join(timeout=10)
-        with self._db_lock:
-            if self._con is not None:
-                with contextlib.suppress(Exception):
-                    self._con.close()
-                self._con = None
+    def close(self, *, timeout_s: float = 10.0) -> None:
+        """Flush, stop the writer and close DuckDB. Idempotent.
+
+        Rows that could not be written (file held elsewhere, timeout) stay in the spool; the
+        next ledger opened on this file and spool ingests them.
+        """
         with self._append_lock:
-            segments = [*self._closed_segments, self._segment]
-            self._closed_segments = []
-        for seg in segments:
-            if seg.rows == 0:
-                seg.remove()
-            else:  # not ingested: release the lock, leave the file for the next start
-                os.close(seg.fd)
+            if self._closed:
+                return
+            self._closed = True
+        with contextlib.suppress(Exception):
+            self.flush(timeout_s=timeout_s)
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=timeout_s)
+        self._abandon()
         with contextlib.suppress(Exception):
             atexit.unregister(self.close)
 
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @property
     def pending_rows(self) -> int:
-        """Rows appended by this process and not yet in DuckDB."""
+        """Rows appended through this ledger and not yet in DuckDB."""
         return self._appended - self._ingested
 
     @property
     def last_error(self) -> str | None:
-        """The writer's last failure (e.g. the file is locked), or None."""
+        """The writer's last failure (e.g. the file is held elsewhere), or None."""
         return self._last_error
 
     # -- internals -----------------------------------------------------------------------
-    def _new_segment(self) -> _Segment:
+    def _new_segment(self) -> Segment:
         self._seq += 1
-        return _Segment(self.spool_dir / f"{self._prefix}{self._seq:06d}{_SUFFIX}")
+        return Segment(self.spool_dir / f"{self._prefix}{self._seq:06d}{SUFFIX}")
 
-    def _connection(self) -> Any:
-        """The open DuckDB connection (opened and migrated on demand); raises if locked."""
-        if self._con is None:
-            import duckdb
+    def _config(self) -> dict[str, Any]:
+        return {"threads": self.duckdb_threads}
 
-            try:
-                # One DuckDB thread: ingest batches are small, and extra threads only compete
-                # with the application for the machine's cores (it showed in call p99).
-                con = duckdb.connect(str(self.path), config={"threads": 1})
-            except duckdb.IOException as exc:
-                self._locked = "lock" in str(exc).lower()
-                raise LedgerError(
-                    f"cannot open ledger {self.path}: {exc}. If another process holds it, rows "
-                    f"wait in {self.spool_dir} until it is free."
-                ) from exc
-            self._locked = False
-            if not self._migrated:
-                try:
-                    migrate(con)
-                except MigrationError:
-                    con.close()
-                    raise
-                self._migrated = True
-            self._con = con
-        return self._con
+    def _acquire(self) -> Any:
+        """The open connection, taking ``<ledger>.lock`` and opening DuckDB if needed.
 
-    def _try_open_and_recover(self) -> None:
+        Raises _Busy if another ingester or another process holds the file.
+        """
+        if self._con is not None:
+            return self._con
+        if self._stop:  # closed: a writer cycle still running must not re-open the file
+            raise _Busy(f"ledger {self.path} is closed")
+        import duckdb
+
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            with self._db_lock:
-                self._connection()
-                self._ingest_orphans()
-        except MigrationError:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise _Busy(f"another finops process is writing {self.path}", cheap=True) from None
+        try:
+            con = duckdb.connect(str(self.path), config=self._config())
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            os.close(fd)
+            raise _Busy(f"{self.path} is held by another process or connection: {exc}") from exc
+        except BaseException:
+            os.close(fd)
             raise
-        except Exception as exc:
-            self._last_error = str(exc)
-            log.warning("finops ledger: %s", exc)
-
-    def _orphans(self) -> list[Path]:
-        found = []
-        for path in sorted(self.spool_dir.glob("*" + _SUFFIX)):
-            if path.name.startswith(self._prefix):
-                continue
+        if not self._migrated:
             try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)  # a live process still owns it
-                continue
-            os.close(fd)  # closing drops our probe lock; the owner is gone for good
-            found.append(path)
-        return found
+                migrate(con)
+            except BaseException:
+                con.close()
+                os.close(fd)
+                raise
+            self._migrated = True
+        self._con, self._lock_fd = con, fd
+        self._held_since = time.monotonic()
+        return con
 
-    def _ingest_files(self, paths: list[Path], *, dedupe: bool) -> None:
-        con = self._connection()
-        files = [str(p) for p in paths if p.exists() and p.stat().st_size > 0]
-        if not files:
-            return
-        source = (
-            f"read_json({files!r}, format='newline_delimited', columns={_columns_spec()}, "
-            f"ignore_errors=true)"
-        )
+    def _release(self) -> None:
+        """Close DuckDB and drop ``<ledger>.lock`` (other processes may take the file)."""
+        if self._con is not None:
+            with contextlib.suppress(Exception):
+                self._con.close()
+            self._con = None
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    def _abandon(self) -> None:
+        """Stop for good: close DuckDB, delete empty segments, unlock the others for replay."""
+        with self._db_lock:
+            self._release()
+        with self._append_lock:
+            segments = [*self._closed_segments]
+            if self._segment is not None:
+                segments.append(self._segment)
+            self._segment = None
+            self._closed_segments = []
+        for seg in segments:
+            if seg.rows == 0:
+                seg.remove()
+            else:
+                seg.release()
+
+    def _ingest(self, paths: list[Path], *, dedupe: bool) -> None:
+        con = self._con
+        select = select_sql(paths)
+        if dedupe:
+            sql = (
+                f"INSERT INTO calls SELECT * FROM ({select}) AS s "
+                "WHERE NOT EXISTS (SELECT 1 FROM calls AS c WHERE c.row_id = s.row_id)"
+            )
+        else:
+            sql = f"INSERT INTO calls {select}"
         con.execute("BEGIN TRANSACTION")
         try:
-            if dedupe:
-                con.execute(
-                    f"INSERT INTO calls SELECT {_SELECT} FROM {source} AS s "
-                    f"WHERE s.row_id IS NOT NULL AND s.row_id NOT IN (SELECT row_id FROM calls)"
-                )
-            else:
-                con.execute(f"INSERT INTO calls SELECT {_SELECT} FROM {source}")
+            con.execute(sql)
             con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
+        except BaseException:
+            with contextlib.suppress(Exception):
+                con.execute("ROLLBACK")
             raise
 
-    def _ingest_orphans(self) -> None:
-        orphans = self._orphans()
-        if orphans:
-            self._ingest_files(orphans, dedupe=True)
-            for path in orphans:
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-            log.info("finops ledger: recovered %d spool segment(s)", len(orphans))
+    def _replay_orphans(self) -> None:
+        """Replay segments left by dead processes (acquires the file if there are any)."""
+        self._next_orphan_scan = time.monotonic() + self.orphan_scan_s
+        orphans = []
+        for seg in claim_orphans(self.spool_dir, own_prefix=self._prefix):
+            if os.fstat(seg.fd).st_size == 0:
+                seg.remove()
+            else:
+                orphans.append(seg)
+        if not orphans:
+            return
+        try:
+            with self._db_lock:
+                self._acquire()
+                self._ingest([s.path for s in orphans], dedupe=True)
+                self._last_used = time.monotonic()
+        except BaseException:
+            for seg in orphans:
+                seg.release()
+            self._next_orphan_scan = 0.0  # try again on the next cycle
+            raise
+        for seg in orphans:
+            seg.remove()
+        log.info("finops ledger: replayed %d spool segment(s) left behind", len(orphans))
 
     def _rotate(self) -> int:
         """Close the current segment for ingestion; returns the appended count it covers."""
         with self._append_lock:
-            if self._segment.rows:
+            if self._segment is not None and self._segment.rows:
                 self._closed_segments.append(self._segment)
                 self._segment = self._new_segment()
             return self._appended
 
-    def _cycle(self) -> None:
+    def _cycle(self) -> float:
+        """Ingest what is spooled; returns the delay before the next cycle."""
         covered = self._rotate()
-        segments = list(self._closed_segments)
-        if not segments:
-            self._ingested = covered
-            return
-        with self._db_lock:
-            self._ingest_files([s.path for s in segments], dedupe=False)
         with self._append_lock:
-            self._closed_segments = self._closed_segments[len(segments) :]
-        for seg in segments:
-            seg.remove()
-        self._ingested = covered
-        self._last_rows_at = time.monotonic()
-        self._last_error = None
+            pending = list(self._closed_segments)
+        if time.monotonic() >= self._next_orphan_scan:
+            self._replay_orphans()
+        if pending:
+            with self._db_lock:
+                self._acquire()
+                while pending:
+                    batch: list[Segment] = []
+                    rows = 0
+                    while pending and (not batch or rows + pending[0].rows <= self.max_batch):
+                        rows += pending[0].rows
+                        batch.append(pending.pop(0))
+                    self._ingest([s.path for s in batch], dedupe=False)
+                    with self._append_lock:
+                        del self._closed_segments[: len(batch)]
+                    for seg in batch:
+                        seg.remove()
+                self._last_used = time.monotonic()
+        with self._cv:
+            self._ingested = covered
+            self._busy = False
+            self._last_error = None
+        with self._db_lock:
+            now = time.monotonic()
+            if self._con is not None and now - self._held_since > self.max_hold_s:
+                self._release()  # let other writers and readers in before we take it again
+                return self.yield_s
+            if self._con is not None and now - self._last_used > self.idle_close_s:
+                self._release()
+        return self.flush_interval_s
+
+    def _release_if_idle(self) -> None:
+        with self._db_lock:
+            if self._con is not None and time.monotonic() - self._last_used > self.idle_close_s:
+                self._release()
 
     def _run(self) -> None:
-        backoff = self.flush_interval_s
-        next_orphan_scan = time.monotonic() + 30
+        delay = self.flush_interval_s
+        backoff = 0.0
+        next_cycle = time.monotonic() + delay
         while True:
-            with self._wake:
-                if not self._stop and not self._flush_wanted:
-                    self._wake.wait(timeout=backoff)
-                self._flush_wanted = False
+            with self._cv:
+                while not self._stop and not self._wake_now:
+                    wait_until = next_cycle
+                    if self._con is not None:  # wake in time to let go of an idle file
+                        wait_until = min(wait_until, self._last_used + self.idle_close_s + 0.001)
+                    remaining = wait_until - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cv.wait(timeout=remaining)
+                woken = self._wake_now
+                self._wake_now = False
+                stopping = self._stop
+            if not (woken or stopping) and time.monotonic() < next_cycle:
+                self._release_if_idle()
+                continue
             try:
-                self._cycle()
-                if time.monotonic() > next_orphan_scan:
-                    next_orphan_scan = time.monotonic() + 30
-                    with self._db_lock:
-                        self._ingest_orphans()
-                backoff = self.flush_interval_s
-                idle = time.monotonic() - self._last_rows_at > self.idle_close_s
-                if idle and self._appended == self._ingested:
-                    with self._db_lock:
-                        if self._con is not None:
-                            self._con.close()
-                            self._con = None
-            except Exception as exc:
-                self._last_error = str(exc)
-                backoff = min(max(backoff * 2, 0.05), 2.0)
-                log.debug("finops ledger writer: %s (retrying in %.2fs)", exc, backoff)
-            if self._stop:
+                if self._fatal is None:
+                    delay = self._cycle()
+                    backoff = 0.0
+                else:
+                    delay = self.max_backoff_s
+            except _Busy as exc:
+                with self._cv:
+                    self._busy = True
+                    self._last_error = str(exc)
+                backoff = min(max(backoff * 2, 0.05), self.max_backoff_s)
+                delay = 0.05 if exc.cheap else backoff
+                log.debug("finops ledger: %s (retrying in %.2fs)", exc, delay)
+            except MigrationError as exc:  # retrying cannot help: say so once, loudly
+                with self._cv:
+                    self._fatal = self._last_error = str(exc)
+                log.error("finops ledger: %s; rows stay in %s", exc, self.spool_dir)
+            except Exception as exc:  # disk full, a DuckDB error: keep the spool, retry
+                with self._cv:
+                    self._last_error = f"{type(exc).__name__}: {exc}"
+                backoff = min(max(backoff * 2, 0.05), self.max_backoff_s)
+                delay = backoff
+                log.warning("finops ledger writer: %s (retrying in %.2fs)", exc, delay)
+            next_cycle = time.monotonic() + delay
+            with self._cv:
+                self._cycles += 1
+                self._cv.notify_all()
+            if stopping:
                 return

@@ -1,0 +1,146 @@
+"""The spool: how a :class:`LedgerRow` becomes one line on disk, and how DuckDB reads it back.
+
+A spool line is a JSON array holding the row's fields in :class:`LedgerRow` field order
+(the ``calls`` column order). Positional arrays cost ~3 µs less to encode per row than
+``{"name": value}`` objects and DuckDB reads them as fast. Money is written as a string
+(``str(Decimal)``, exact), times as integer microseconds since the Unix epoch (UTC).
+
+A spool *segment* is one file ``<pid>-<random>-<seq>.jsonl`` written by one process. Its
+writer holds an exclusive ``flock`` on it from creation until it has been ingested and
+deleted, so a segment nobody holds was left behind by a dead process (an *orphan*). Using
+the kernel's lock rather than "is the pid alive" is immune to pid reuse and needs no clock.
+
+Changing :class:`LedgerRow` (a new field appended at the end) keeps old segments readable:
+missing trailing elements read as NULL. Reordering or renaming fields would need a new
+segment suffix and a reader for the old one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import math
+import operator
+import os
+from dataclasses import fields
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from finops.ledger.migrations import COLUMN_TYPES
+from finops.ledger.row import LedgerRow
+
+__all__ = [
+    "SUFFIX",
+    "Segment",
+    "claim_orphans",
+    "encode",
+    "select_sql",
+]
+
+SUFFIX = ".jsonl"
+
+_FIELDS = tuple(f.name for f in fields(LedgerRow))
+_get_all = operator.attrgetter(*_FIELDS)
+_MONEY_IDX = tuple(i for i, n in enumerate(_FIELDS) if COLUMN_TYPES[n].startswith("DECIMAL"))
+_TS_IDX = tuple(_FIELDS.index(n) for n in ("ts_start", "ts_end"))
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+# allow_nan=False: NaN is not JSON; DuckDB would skip the whole line, silently losing the row.
+_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
+def encode(row: LedgerRow) -> bytes:
+    """One spool line (``\\n``-terminated). Raises TypeError for a value JSON cannot hold."""
+    values = list(_get_all(row))
+    for i in _MONEY_IDX:
+        value = values[i]
+        if value is not None:
+            values[i] = str(value)
+    for i in _TS_IDX:
+        value = values[i]
+        if value is not None:
+            try:  # epoch µs: exact, and ~1 µs cheaper per value than isoformat()
+                values[i] = (value - _EPOCH) // _MICROSECOND
+            except TypeError:  # a naive datetime: the row contract says UTC
+                values[i] = (value.replace(tzinfo=UTC) - _EPOCH) // _MICROSECOND
+    try:
+        return _dumps(values).encode() + b"\n"
+    except ValueError:  # a non-finite float (latency_ms = nan): store NULL, keep the row
+        values = [None if isinstance(v, float) and not math.isfinite(v) else v for v in values]
+        return _dumps(values).encode() + b"\n"
+
+
+def _sql_str(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def select_sql(paths: list[Path]) -> str:
+    """A SELECT producing ``calls`` rows (all columns, in order) from spool files.
+
+    Every value goes through TRY_CAST: one malformed value becomes NULL instead of failing
+    the batch, which would otherwise be retried forever. Lines that are not JSON (a torn
+    last line after a power cut) are skipped by ``ignore_errors``.
+    """
+    files = "[" + ", ".join(_sql_str(str(p)) for p in paths) + "]"
+    exprs = []
+    for i, (name, kind) in enumerate(COLUMN_TYPES.items(), start=1):
+        if kind.startswith("MAP"):
+            # A JSON object arrives as its text; the (statically linked) json extension
+            # casts JSON to MAP.
+            exprs.append(f"TRY_CAST(TRY_CAST(j[{i}] AS JSON) AS {kind}) AS {name}")
+        elif kind == "TIMESTAMPTZ":  # epoch microseconds: an instant, whatever the TimeZone
+            exprs.append(f"make_timestamptz(TRY_CAST(j[{i}] AS BIGINT)) AS {name}")
+        else:
+            exprs.append(f"TRY_CAST(j[{i}] AS {kind}) AS {name}")
+    source = (
+        f"read_json({files}, format='newline_delimited', records=false, "
+        "columns={'j': 'VARCHAR[]'}, ignore_errors=true)"
+    )
+    return f"SELECT {', '.join(exprs)} FROM {source} WHERE j[1] IS NOT NULL"
+
+
+class Segment:
+    """One spool file this process writes, locked until it is ingested and deleted."""
+
+    __slots__ = ("fd", "path", "rows")
+
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        self.path = path
+        flags = os.O_WRONLY | os.O_APPEND | (os.O_CREAT | os.O_EXCL if create else 0)
+        self.fd = os.open(path, flags, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BaseException:
+            os.close(self.fd)
+            raise
+        self.rows = 0
+
+    def remove(self) -> None:
+        """Delete the file, then drop the lock (in that order: nobody may see it unlocked)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        self.release()
+
+    def release(self) -> None:
+        """Drop the lock and leave the file for a later replay."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def claim_orphans(spool_dir: Path, *, own_prefix: str) -> list[Segment]:
+    """Lock every segment no live process holds (left by a dead one); caller ingests them."""
+    claimed: list[Segment] = []
+    for path in sorted(spool_dir.glob("*" + SUFFIX)):
+        if path.name.startswith(own_prefix):
+            continue
+        try:
+            seg = Segment(path, create=False)
+        except (BlockingIOError, FileNotFoundError, PermissionError):
+            continue  # a live process holds it, or it was just ingested and deleted
+        if os.fstat(seg.fd).st_nlink == 0:  # deleted between glob and lock
+            seg.release()
+            continue
+        claimed.append(seg)
+    return claimed
