@@ -105,7 +105,7 @@ def serve_fake(
     serve_forever(host=host, port=port)
 
 
-for _module in ("finops.cli.tokens", "finops.cli.budgets"):
+for _module in ("finops.cli.tokens", "finops.cli.budgets", "finops.cli.routing"):
     try:
         importlib.import_module(_module).register(app)
     except ModuleNotFoundError as _missing:  # a sub-command whose module is not installed
