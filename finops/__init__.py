@@ -54,6 +54,11 @@ _LAZY: dict[str, str] = {
     "Served": "finops.pipeline",
     "Outcome": "finops.pipeline",
     "Call": "finops.pipeline",
+    "Routing": "finops.routing.config",
+    "Route": "finops.routing.config",
+    "RouteTarget": "finops.routing.config",
+    "RoutingScope": "finops.routing.config",
+    "RouteStep": "finops.routing.step",
 }
 
 if TYPE_CHECKING:
@@ -64,6 +69,8 @@ if TYPE_CHECKING:
     from finops.ledger.row import LedgerRow
     from finops.pipeline import Call, Outcome, Served, Step
     from finops.pricing import PriceBook, PricedCost
+    from finops.routing.config import Route, RouteTarget, Routing, RoutingScope
+    from finops.routing.step import RouteStep
     from finops.tokens import Estimate, count_tokens
 
 
@@ -105,6 +112,11 @@ __all__ = [
     "PriceFileError",
     "PricedCost",
     "PricingError",
+    "Route",
+    "RouteStep",
+    "RouteTarget",
+    "Routing",
+    "RoutingScope",
     "Served",
     "Step",
     "StepUsage",

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from finops.ledger import Ledger
     from finops.pipeline import Step
     from finops.pricing import PriceBook
+    from finops.routing.config import Routing
     from finops.tokens import Estimate
 
 __all__ = ["FinOps"]
@@ -94,6 +95,7 @@ class FinOps:
         estimate: str = "auto",
         max_call_cost: str | int | Decimal | None = None,
         steps: Iterable[Step] = (),
+        routing: Routing | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         from finops.budgets.call_cap import parse_cap
@@ -135,6 +137,7 @@ class FinOps:
             budgets=self._budgets,
             max_call_cost=cap,
             extra=tuple(steps),
+            routing=routing,
         )
         self._pipeline = Pipeline(build_steps(config, env), store_content=self.store_content)
         self._meter = Meter(

@@ -89,8 +89,7 @@ def eval_cmd(
                        title=f"{len(rows)} prompts, model {router.version}")
     if as_json:
         payload = {k: v.as_dict() for k, v in results.items()}
-        payload["model_version"] = router.version  # type: ignore[assignment]
-        typer.echo(json.dumps(payload, indent=2))
+        typer.echo(json.dumps({**payload, "model_version": router.version}, indent=2))
         return
     typer.echo(f"{len(rows)} prompts; strong {s.mean():.3f}, weak {w.mean():.3f}; "
                f"model {router.version}")

@@ -87,3 +87,10 @@ class LedgerRow:
     prompt_text: str | None = None  # only with store_content=True
     response_text: str | None = None  # only with store_content=True
     finops_error: str | None = None  # what went wrong inside finops while metering, if anything
+
+    # routing (finops.routing; migration m003_routing). Appended last: the ``calls`` column
+    # order is the field order, and older ledgers get these columns added at the end.
+    route_score: float | None = None  # router score (higher: the strong model is needed)
+    route_policy: str | None = None  # "<policy name>@<router model version>"
+    route_cpu_us: float | None = None  # the router's own CPU time for this decision
+    counterfactual_estimated: bool | None = None  # counterfactual_cost re-priced, not measured

@@ -33,6 +33,7 @@ class StepConfig:
     budgets: BudgetManager | None = None
     max_call_cost: Decimal | None = None
     extra: tuple[Step, ...] = ()  # the user's own steps (FinOps(steps=[...]))
+    routing: Any = None  # finops.routing.Routing, when routing is configured
 
 
 def build_steps(config: StepConfig, env: StepEnv) -> list[Step]:
@@ -52,7 +53,7 @@ def build_steps(config: StepConfig, env: StepEnv) -> list[Step]:
         _guard(config, env),
         # loop breaker (finops/loops/)   — a later issue
         # cache lookup (finops/cache/)   — issue 11
-        # route (finops/routing/)        — issue 12
+        _route(config, env),
         *config.extra,
         estimator if config.estimate != "off" or config.budgets is not None else None,
         CallCostCap(
@@ -83,3 +84,11 @@ def _budget(config: StepConfig, env: StepEnv, estimator: Any) -> Step | None:
     return BudgetStep(config.budgets, estimator=estimator, ledger=env.ledger, clock=env.clock)
 
 
+
+
+def _route(config: StepConfig, env: StepEnv) -> Step | None:
+    if config.routing is None:
+        return None
+    from finops.routing.step import RouteStep
+
+    return RouteStep(config.routing, pricebook=env.pricebook)

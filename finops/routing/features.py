@@ -15,6 +15,7 @@ cost of one decision is bounded.
 
 from __future__ import annotations
 
+import itertools
 import re
 import zlib
 
@@ -138,7 +139,7 @@ def featurize(text: str, bits: int) -> Features:
     char_idx, char_val = _group(_byte_ngrams(data), bits, 1)
     words = _WORD.findall(low)
     toks = [zlib.crc32(w.encode()) for w in words]
-    toks += [zlib.crc32(f"{a} {b}".encode()) for a, b in zip(words, words[1:], strict=False)]
+    toks += [zlib.crc32(f"{a} {b}".encode()) for a, b in itertools.pairwise(words)]
     word_idx, word_val = _group(np.array(toks, dtype=np.uint64), bits, 2)
     return Features(
         np.concatenate([char_idx, word_idx]),

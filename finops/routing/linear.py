@@ -48,10 +48,8 @@ class Design:
 
     def rmatvec(self, u: F64) -> tuple[F64, F64]:
         per = np.repeat(u, np.diff(self.indptr))
-        return (
-            np.bincount(self.indices, weights=self.data * per, minlength=self.width),
-            self.dense.T @ u,
-        )
+        grad = np.bincount(self.indices, weights=self.data * per, minlength=self.width)
+        return np.asarray(grad, dtype=np.float64), np.asarray(self.dense.T @ u, dtype=np.float64)
 
 
 def design(feats: Sequence[Features], bits: int, mean: F64, std: F64) -> Design:

@@ -107,6 +107,28 @@ class RouterModel:
     curve_threshold: F64  # score threshold that keeps that share on the strong model
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def constant(cls, score: float) -> RouterModel:
+        """A model scoring every prompt ``score`` (for testing policies and pipelines).
+
+        Its calibration curve says 95 % of quality needs 75 % of traffic on the strong model,
+        with score thresholds spread from 1.0 (cost share 0.01) to -1.0 (cost share 1.0).
+        """
+        k = len(DENSE_NAMES)
+        levels = np.linspace(0.0, 1.0, _LEVELS)
+        return cls(
+            bits=8,
+            w_sparse=np.zeros(1 << 8, np.float32),
+            w_dense=np.zeros(k),
+            bias=float(score),
+            mean=np.zeros(k),
+            std=np.ones(k),
+            curve_cost=levels,
+            curve_quality=0.8 + 0.2 * levels,
+            curve_threshold=np.concatenate(([np.inf], np.linspace(1.0, -1.0, _LEVELS - 1))),
+            meta={"version": f"const-{score}"},
+        )
+
     @property
     def version(self) -> str:
         """Short content hash of the weights (recorded on ledger rows)."""

@@ -69,9 +69,9 @@ def _raster(out: Path, curves: Sequence[Curve], target: float | None) -> Path:
         img[int(ty[0]), pad : w - pad : 3] = 0
     for i, (_, cost, quality) in enumerate(curves):
         dense_c = np.linspace(0, 1, 4 * w)
-        x, y = xy(dense_c, np.interp(dense_c, cost, quality))
+        cx, cy = xy(dense_c, np.interp(dense_c, cost, quality))
         for dy in (0, 1):
-            img[np.clip(y + dy, 0, h - 1), x] = _COLORS[i % len(_COLORS)]
+            img[np.clip(cy + dy, 0, h - 1), cx] = _COLORS[i % len(_COLORS)]
         img[pad + 10 + 12 * i : pad + 18 + 12 * i, w - pad - 30 : w - pad - 10] = _COLORS[
             i % len(_COLORS)
         ]
