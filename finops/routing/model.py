@@ -218,13 +218,18 @@ def default_model() -> RouterModel:
 
 
 def _fit(
-    feats: list[Any], y: F64, bits: int, alpha: float, iters: int
+    feats: list[Any],
+    y: F64,
+    bits: int,
+    alpha: float,
+    iters: int,
+    start: tuple[F64, F64] | None = None,
 ) -> tuple[F64, F64, float, F64, F64]:
     dense = np.stack([f.dense for f in feats])
     mean = dense.mean(axis=0)
     std = dense.std(axis=0) + 1e-9
     x = design(feats, bits, mean, std)
-    ws, wd, b = ridge(x, y, alpha=alpha, dense_alpha=alpha * 10.0, iters=iters)
+    ws, wd, b = ridge(x, y, alpha=alpha, dense_alpha=alpha * 10.0, iters=iters, start=start)
     return ws, wd, b, mean, std
 
 
@@ -242,7 +247,8 @@ def train(
     seed: int = 0,
     bits: int = 18,
     alpha: float = 3.0,
-    iters: int = 50,
+    iters: int = 40,
+    refit_iters: int = 15,
     holdout: float = 0.2,
     sources: Sequence[str | Path] = (),
     command: str = "",
@@ -250,7 +256,8 @@ def train(
     """Train a router on labelled prompts. Deterministic for a given ``seed``.
 
     A seeded ``holdout`` share is set aside to measure the calibration curve; the final
-    weights are then fitted on all rows.
+    weights are then fitted on all rows (warm-started, ``refit_iters`` CG iterations).
+    ``holdout=0`` fits once and calibrates in-sample (for cross-validation loops).
     """
     if len(rows) < 20:
         raise ConfigError(f"need at least 20 labelled prompts to train a router, got {len(rows)}")
@@ -259,25 +266,32 @@ def train(
     s = np.array([r.strong_correct for r in rows], dtype=np.float64)
     w = np.array([r.weak_correct for r in rows], dtype=np.float64)
     y = s - w
-    perm = np.random.default_rng(seed).permutation(len(rows))
-    n_hold = max(int(len(rows) * holdout), 10)
-    hold, fit_rows = np.sort(perm[:n_hold]), np.sort(perm[n_hold:])
-
-    ws, wd, b, mean, std = _fit([feats[i] for i in fit_rows], y[fit_rows], bits, alpha, iters)
-    probe = RouterModel(bits, ws.astype(np.float32), wd, b, mean, std, *(np.zeros(1),) * 3)
-    hold_scores = np.array([_score_feats(probe, feats[i]) for i in hold])
-    cost, quality = quality_curve(hold_scores, s[hold], w[hold])
-    held = evaluate(hold_scores, s[hold], w[hold])
-    strong_q = max(float(s[hold].mean()), 1e-12)
     levels = np.linspace(0.0, 1.0, _LEVELS)
-    retained = np.interp(levels, cost, quality) / strong_q
-    retained = np.maximum.accumulate(retained)  # a higher share never promises less quality
-
-    ws, wd, b, mean, std = _fit(feats, y, bits, alpha, iters)
+    held: dict[str, Any] | None = None
+    start = None
+    if holdout > 0:
+        perm = np.random.default_rng(seed).permutation(len(rows))
+        n_hold = max(int(len(rows) * holdout), 10)
+        hold, fit_rows = np.sort(perm[:n_hold]), np.sort(perm[n_hold:])
+        ws, wd, b, mean, std = _fit([feats[i] for i in fit_rows], y[fit_rows], bits, alpha, iters)
+        probe = RouterModel(bits, ws.astype(np.float32), wd, b, mean, std, *(np.zeros(1),) * 3)
+        hold_scores = np.array([_score_feats(probe, feats[i]) for i in hold])
+        cost, quality = quality_curve(hold_scores, s[hold], w[hold])
+        held = evaluate(hold_scores, s[hold], w[hold]).as_dict()
+        strong_q = max(float(s[hold].mean()), 1e-12)
+        start = (ws, wd)
+    ws, wd, b, mean, std = _fit(
+        feats, y, bits, alpha, iters if start is None else refit_iters, start=start
+    )
     model = RouterModel(bits, ws.astype(np.float32), wd, b, mean, std, *(np.zeros(1),) * 3)
     # float16 on disk: score with the rounded weights so thresholds match what loads back
     model.w_sparse = model.w_sparse.astype(np.float16).astype(np.float32)
     all_scores = np.array([_score_feats(model, f) for f in feats])
+    if held is None:  # no held-out share: the curve is in-sample (optimistic), say so
+        cost, quality = quality_curve(all_scores, s, w)
+        strong_q = max(float(s.mean()), 1e-12)
+    retained = np.interp(levels, cost, quality) / strong_q
+    retained = np.maximum.accumulate(retained)  # a higher share never promises less quality
     thresholds = np.quantile(all_scores, 1.0 - levels, method="linear")
     thresholds[0] = np.inf  # cost 0: nothing goes to the strong model
     model.curve_cost, model.curve_quality, model.curve_threshold = levels, retained, thresholds
@@ -295,7 +309,8 @@ def train(
         "data": [{"path": str(p), "sha256": _sha256(p)} for p in sources],
         "command": command,
         "holdout_share": holdout,
-        "holdout_metrics": held.as_dict(),
+        "holdout_metrics": held,
+        "calibration": "held-out" if held is not None else "in-sample",
         "train_seconds": round(time.perf_counter() - started, 1),
     }
     return model
