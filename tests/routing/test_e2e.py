@@ -151,3 +151,33 @@ def test_hard_prompt_stays_on_the_requested_model(tmp_path: Path,
         assert row["counterfactual_estimated"] is None
     finally:
         fo.close()
+
+
+async def test_async_client_is_routed(fo_route: finops.FinOps, devserver: DevServer) -> None:
+    client = fo_route.wrap(openai.AsyncOpenAI(api_key="sk-test",
+                                              base_url=devserver.openai_base_url))
+    resp = await client.chat.completions.create(model="o3", messages=Q)  # type: ignore[arg-type]
+    assert isinstance(resp, ChatCompletion)
+    assert devserver.requests[-1].body["model"] == "gpt-4.1-mini"
+
+
+def test_responses_api_drops_reasoning_for_a_plain_model(fo_route: finops.FinOps,
+                                                        devserver: DevServer) -> None:
+    resp = _oai(fo_route, devserver).responses.create(
+        model="o3", input="What is the capital of France?", reasoning={"effort": "high"})
+    assert resp.output_text
+    sent = devserver.requests[-1].body
+    assert sent["model"] == "gpt-4.1-mini" and "reasoning" not in sent
+
+
+def test_anthropic_stream_manager_is_routed(fo_route: finops.FinOps,
+                                            devserver: DevServer) -> None:
+    client = fo_route.wrap(anthropic.Anthropic(api_key="sk-ant-test",
+                                               base_url=devserver.anthropic_base_url))
+    with client.messages.stream(model="claude-opus-4-1", max_tokens=300,
+                                messages=Q) as stream:  # type: ignore[arg-type]
+        text = "".join(stream.text_stream)
+    assert text
+    assert devserver.requests[-1].body["model"] == "claude-sonnet-4-5"
+    (row,) = rows(fo_route)
+    assert row["requested_model"] == "claude-opus-4-1" and row["stream"] is True
