@@ -21,16 +21,12 @@ uses them is refused with a clear message rather than silently ignored.
 
 from __future__ import annotations
 
-import difflib
-import inspect
 import os
 import sys
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from finops.errors import ConfigError, PriceFileError
 
@@ -116,6 +112,8 @@ SECTIONS: dict[str, str] = {
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """``"; did you mean `x`?"`` for the closest choice, or ``""``."""
+    import difflib
+
     options = list(choices)
     close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
     if not close:  # a plural / singular slip or a prefix ("budget", "ledger_path")
@@ -145,6 +143,8 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     ``overrides`` (the keyword arguments given to ``from_config``) replace values from the
     file; their names are checked too. Relative paths in the file are relative to the file.
     """
+    import tomllib
+
     file = Path(path)
     where = f"{file}: "
     try:
@@ -243,6 +243,8 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
         check_overrides_file(settings["price_overrides"], where=f"{where}[finops].")
 
     if overrides:
+        import inspect
+
         from finops.core import FinOps  # the keyword names are FinOps.__init__'s
 
         allowed = [p for p in inspect.signature(FinOps.__init__).parameters if p != "self"]
@@ -398,6 +400,7 @@ def check_overrides_file(overrides: Any, *, where: str = "") -> None:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{where}price_overrides file {path} cannot be read: {exc}") from None
     import json
+    import tomllib
 
     try:
         if path.suffix.lower() == ".toml":
@@ -452,6 +455,8 @@ def check_budget_store(url: Any, *, where: str = "") -> None:
         _check_file_path(Path(path[1:]), "budget_store")
         return
     if url.startswith(("redis://", "rediss://")):
+        from urllib.parse import urlsplit
+
         try:
             parts = urlsplit(url)
             port = parts.port
