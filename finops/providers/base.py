@@ -14,7 +14,24 @@ from typing import Any, Protocol
 
 from finops.usage import Usage
 
-__all__ = ["Parsed", "ProviderAdapter", "StreamWatcher", "as_int", "load_json", "sse_data"]
+__all__ = [
+    "MAX_TOKENS",
+    "Parsed",
+    "ProviderAdapter",
+    "StreamWatcher",
+    "as_int",
+    "count",
+    "items",
+    "load_json",
+    "sse_data",
+]
+
+#: No component of one response comes near this many tokens (the largest context windows
+#: are a few million). A larger count is garbage: flagged and read as 0, never priced.
+MAX_TOKENS = 100_000_000
+
+#: Prefix of the ``Usage.mismatch`` note for counts that are not token counts at all.
+INVALID = "invalid usage"
 
 
 @dataclass(slots=True)
@@ -62,6 +79,45 @@ def as_int(value: object) -> int:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return 0
+
+
+def count(value: object, name: str, notes: list[str]) -> int:
+    """A reported token count, checked: missing / null → 0; anything that is not a whole
+    number in ``0..MAX_TOKENS`` (a string, a fraction, a negative or absurd number, a bool,
+    a list) → 0 *and* a note, so the row is flagged instead of priced silently."""
+    if value is None:
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    else:
+        notes.append(f"{INVALID}: {name}={_short(value)} is not a token count (read as 0)")
+        return 0
+    if number < 0:
+        notes.append(f"{INVALID}: {name}={number} is negative (read as 0)")
+        return 0
+    if number > MAX_TOKENS:
+        notes.append(f"{INVALID}: {name}={number} is implausible (> {MAX_TOKENS}; read as 0)")
+        return 0
+    return number
+
+
+def require(raw: Mapping[str, Any], names: tuple[str, ...], notes: list[str]) -> None:
+    """Flag the core counts a provider always reports when they are missing or null."""
+    for name in names:
+        if raw.get(name) is None:
+            notes.append(f"{INVALID}: {name} is missing (read as 0)")
+
+
+def items(value: object) -> list[Any]:
+    """``value`` if it is a JSON array, else an empty list (never iterate a string or int)."""
+    return value if isinstance(value, list) else []
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def load_json(raw: bytes) -> Any:
