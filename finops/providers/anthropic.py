@@ -17,7 +17,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from finops.providers.base import Parsed, count, items, load_json, mapping, require, sse_data
+from finops.providers.base import (
+    Parsed,
+    count,
+    items,
+    load_json,
+    mapping,
+    redact,
+    require,
+    sse_data,
+)
 from finops.usage import StepUsage, Usage
 
 __all__ = ["MessagesAdapter", "normalize_usage"]
@@ -131,7 +140,7 @@ class MessagesAdapter:
             served_model=model,
             service_tier=_tier(usage_raw),
             output_text="".join(text),
-            error_message=str(error.get("message")) if error.get("message") else None,
+            error_message=redact(str(error.get("message"))) if error.get("message") else None,
         )
 
     def stream_watcher(self, *, strip_usage_chunk: bool) -> _MessagesStream:

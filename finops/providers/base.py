@@ -8,6 +8,7 @@ arithmetic checks and *flag* inconsistencies (``Usage.mismatch``); they never "f
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ __all__ = [
     "count",
     "items",
     "load_json",
+    "redact",
     "sse_data",
 ]
 
@@ -118,6 +120,25 @@ def items(value: object) -> list[Any]:
 def _short(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:39] + "…"
+
+
+#: What an API key, a bearer token or an auth header value looks like in provider text
+#: (OpenAI's 401 message echoes the key it was given: "Incorrect API key provided: sk-...").
+_SECRET = re.compile(
+    r"(?i)(?:bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"
+    r"|\b(?:sk|rk|pk)-[A-Za-z0-9._*-]{6,}"
+    r"|\bAKIA[0-9A-Z]{16}\b"
+    r"|\b(?:AIza)[0-9A-Za-z_-]{20,}"
+    r"|(?i:(?:api[_-]?key|x-api-key|authorization|token|secret)[\"']?\s*[:=]\s*)[\"']?[^\s\"',;]{8,}"
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with anything key-like replaced by ``[redacted]`` (error messages from
+    providers go on ledger rows and into logs; keys must not)."""
+    if not text:
+        return text
+    return _SECRET.sub("[redacted]", text)
 
 
 def load_json(raw: bytes) -> Any:

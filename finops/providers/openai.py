@@ -14,7 +14,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from finops.providers.base import Parsed, count, items, load_json, mapping, require, sse_data
+from finops.providers.base import (
+    Parsed,
+    count,
+    items,
+    load_json,
+    mapping,
+    redact,
+    require,
+    sse_data,
+)
 from finops.usage import Usage
 
 __all__ = ["ChatAdapter", "EmbeddingsAdapter", "ResponsesAdapter", "normalize_usage"]
@@ -97,9 +106,9 @@ def _error_message(body: Mapping[str, Any]) -> str | None:
     err = body.get("error")
     if isinstance(err, Mapping):
         msg = err.get("message")
-        return str(msg) if msg is not None else None
+        return redact(str(msg)) if msg is not None else None
     if isinstance(err, str):
-        return err
+        return redact(err)
     return None
 
 
