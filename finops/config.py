@@ -71,6 +71,7 @@ FINOPS_KEYS: dict[str, Key] = {
     "store_content": Key((bool,), "true or false"),
     "budget_store": Key(_STR, "'memory', 'sqlite:///budgets.db' or 'redis://host:6379/0'"),
     "estimate": Key(_STR, "'auto', 'exact', 'bound' or 'off'"),
+    "max_call_cost": Key((str, int, float), "a USD amount per call, e.g. \"0.50\""),
 }
 
 #: ``[ledger]``: the same two ledger settings, in their own section (either place, not both).
@@ -245,11 +246,13 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
     if overrides:
         import inspect
 
-        from finops.core import FinOps  # the keyword names are FinOps.__init__'s
-
-        allowed = [p for p in inspect.signature(FinOps.__init__).parameters if p != "self"]
+        # FinOps.__init__'s keyword names (finops.core is loaded: it is the caller; looked
+        # up, not imported, so config stays below core in the import graph)
+        core = sys.modules.get("finops.core")
+        init = getattr(getattr(core, "FinOps", None), "__init__", None)
+        allowed = [p for p in inspect.signature(init).parameters if p != "self"] if init else []
         for key in overrides:
-            if key not in allowed:
+            if allowed and key not in allowed:
                 raise _unknown(f"FinOps.from_config({file}): ", key, allowed, "keyword argument")
         settings.update(overrides)
     return settings

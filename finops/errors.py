@@ -11,6 +11,7 @@ The whole tree::
     │   └── EncodingIntegrityError  a bundled BPE file does not match its SHA-256
     ├── BudgetError
     │   ├── BudgetExceeded          a call would go over a budget (raised before any network I/O)
+    │   │   └── CallCostExceeded    one call's worst case is above its per-call cap (``finops_max_cost``)
     │   └── BudgetBackendUnavailable the budget store cannot be reached and policy is fail_closed
     └── LedgerError
         └── MigrationError          the ledger schema is newer than this finops, or a migration failed
@@ -37,6 +38,7 @@ __all__ = [
     "BudgetError",
     "BudgetExceeded",
     "BudgetWarning",
+    "CallCostExceeded",
     "ConfigError",
     "EncodingIntegrityError",
     "FinOpsError",
@@ -130,6 +132,7 @@ class BudgetExceeded(BudgetError):
         return (
             _rebuild_budget_exceeded,
             (
+                type(self),
                 str(self),
                 self.budget,
                 self.scope,
@@ -144,6 +147,7 @@ class BudgetExceeded(BudgetError):
 
 
 def _rebuild_budget_exceeded(
+    cls: type[BudgetExceeded],
     message: str,
     budget: str,
     scope: dict[str, str],
@@ -154,7 +158,7 @@ def _rebuild_budget_exceeded(
     reserved: Decimal,
     requested: Decimal,
 ) -> BudgetExceeded:
-    return BudgetExceeded(
+    return cls(
         message,
         budget=budget,
         scope=scope,
@@ -165,6 +169,16 @@ def _rebuild_budget_exceeded(
         reserved=reserved,
         requested=requested,
     )
+
+
+class CallCostExceeded(BudgetExceeded):
+    """A single call's worst-case cost is above its per-call cap; nothing was sent.
+
+    Raised for ``finops_max_cost="0.05"`` on a call (or ``FinOps(max_call_cost=...)``).
+    ``limit`` is the cap, ``requested`` the call's worst-case cost (``period`` is ``"call"``,
+    ``spent`` and ``reserved`` are 0). A subclass of :class:`BudgetExceeded`, so code that
+    handles budget refusals handles it too.
+    """
 
 
 class BudgetBackendUnavailable(BudgetError):
