@@ -129,46 +129,16 @@ class BudgetExceeded(BudgetError):
         return self.limit - self.spent - self.reserved
 
     def __reduce__(self) -> tuple[Any, ...]:  # keep it picklable across processes
-        return (
-            _rebuild_budget_exceeded,
-            (
-                type(self),
-                str(self),
-                self.budget,
-                self.scope,
-                self.period,
-                self.unit,
-                self.limit,
-                self.spent,
-                self.reserved,
-                self.requested,
-            ),
-        )
+        return (_rebuild_budget_exceeded, (type(self), str(self), dict(self.__dict__)))
 
 
 def _rebuild_budget_exceeded(
-    cls: type[BudgetExceeded],
-    message: str,
-    budget: str,
-    scope: dict[str, str],
-    period: str,
-    unit: str,
-    limit: Decimal,
-    spent: Decimal,
-    reserved: Decimal,
-    requested: Decimal,
+    cls: type[BudgetExceeded], message: str, state: dict[str, Any]
 ) -> BudgetExceeded:
-    return cls(
-        message,
-        budget=budget,
-        scope=scope,
-        period=period,
-        unit=unit,
-        limit=limit,
-        spent=spent,
-        reserved=reserved,
-        requested=requested,
-    )
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
 
 
 class CallCostExceeded(BudgetExceeded):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -127,24 +126,11 @@ def _small(kwargs: Mapping[str, Any]) -> bool:
     return True
 
 
-@dataclass(frozen=True, slots=True)
-class _BoundEstimate:
-    """Same fields as finops.tokens.Estimate; built without importing the tokenizer."""
-
-    input_tokens: int
-    output_tokens_max: int
-    cost_max: Decimal | None
-    exact: bool
-    error_bound: float
-    method: str
-    model: str
-    fallback: bool
-
-
 def _fallback_estimate(
     book: PriceBook, wire: str, kwargs: Mapping[str, Any], now: datetime
 ) -> Estimate:
     """A guaranteed upper bound without the tokenizer: one token per UTF-8 byte at most."""
+    from finops.tokens.estimate import Estimate
     from finops.usage import Usage
 
     size = 64
@@ -165,7 +151,7 @@ def _fallback_estimate(
     if cost.status == "unknown_model":
         reference = "claude-opus-4-1" if wire == "anthropic" else "gpt-4o"
         cost = book.price(provider=None, model=reference, usage=usage, at=now)
-    bound = _BoundEstimate(
+    return Estimate(
         input_tokens=size,
         output_tokens_max=out_max,
         cost_max=cost.total,
@@ -175,4 +161,3 @@ def _fallback_estimate(
         model=model,
         fallback=True,
     )
-    return bound  # type: ignore[return-value]  # duck-typed: the same fields as Estimate
