@@ -214,3 +214,30 @@ def test_did_you_mean_helper() -> None:
 
     assert did_you_mean("budget", ["finops", "ledger", "budgets"]) == "; did you mean `budgets`?"
     assert did_you_mean("zzz", ["finops"]) == ""
+
+
+@pytest.mark.parametrize(
+    ("overrides", "hint"),
+    [
+        ({"discount": {"openai": "10%"}}, "did you mean `discounts`?"),
+        (
+            {"models": [{"id": "m", "prices": {"input_mtok": 1}, "contxt_window": 5}]},
+            "did you mean `context_window`?",
+        ),
+        (
+            {"models": [{"id": "m", "gpu_hour": {"usd_per_gpu_hour": 1, "tokens_per_sec": 3}}]},
+            "did you mean `tokens_per_second`?",
+        ),
+    ],
+)
+def test_price_override_typos_suggest_the_key(
+    tmp_path: Path, overrides: dict[str, object], hint: str
+) -> None:
+    with pytest.raises(ConfigError, match="did you mean") as info:
+        finops.FinOps(ledger=tmp_path / "l.duckdb", price_overrides=overrides)
+    assert hint in str(info.value)
+
+
+def test_budget_keyword_typo_suggests_the_field() -> None:
+    with pytest.raises(ConfigError, match="did you mean `period`"):
+        finops.Budget(limit="1", perod="day")  # type: ignore[call-arg]
