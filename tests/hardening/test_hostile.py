@@ -537,3 +537,74 @@ def test_random_config_files_config_error_or_valid(tmp_path: Path) -> None:
             assert str(exc)
 
     run()
+
+
+# -- async clients and the SDKs' stream helpers on cut streams -------------------------------
+
+
+def _async_client(case: Case, body: Body) -> Any:
+    import anthropic
+    import httpx2
+    import openai
+    from hostile_testing import ANTHROPIC_KEY, OPENAI_KEY
+
+    http = httpx2.AsyncClient(transport=httpx2.MockTransport(replying(body)))
+    if case.provider == "openai":
+        return openai.AsyncOpenAI(
+            api_key=OPENAI_KEY, base_url="http://provider.test/v1", http_client=http, max_retries=0
+        )
+    return anthropic.AsyncAnthropic(
+        api_key=ANTHROPIC_KEY, base_url="http://provider.test", http_client=http, max_retries=0
+    )
+
+
+async def _async_outcome(client: Any, case: Case) -> tuple[str, Any]:
+    try:
+        if case.name.startswith("chat"):
+            stream = await client.chat.completions.create(**case.body)
+        elif case.name.startswith("responses"):
+            stream = await client.responses.create(**case.body)
+        else:
+            stream = await client.messages.create(**case.body)
+        return "ok", [e.model_dump(mode="json", warnings=False) async for e in stream]
+    except Exception as exc:
+        return "raise", type(exc).__name__
+
+
+def _helper_outcome(client: Any, case: Case) -> tuple[str, Any]:
+    kwargs = {k: v for k, v in case.body.items() if k not in ("stream", "stream_options")}
+    try:
+        if case.name == "chat_stream":
+            with client.chat.completions.stream(**kwargs) as stream:
+                types = [event.type for event in stream]
+            return "ok", types
+        if case.name == "messages_stream":
+            with client.messages.stream(**kwargs) as stream:
+                types = [event.type for event in stream]
+                text = stream.get_final_text()
+            return "ok", (types, text)
+        with client.responses.stream(**kwargs) as stream:
+            types = [event.type for event in stream]
+        return "ok", types
+    except Exception as exc:
+        return "raise", type(exc).__name__
+
+
+async def test_async_clients_and_stream_helpers_on_cut_streams(
+    fo: finops.FinOps, bodies: dict[str, Body]
+) -> None:
+    attempts = 0
+    for name in STREAMS:
+        case, data = CASES[name], bodies[name].data
+        last = data.rstrip(b"\n").rfind(b"\n\n")
+        for cut in (len(data), last + 25, len(data) // 3 + 7, 40):
+            body = Body(bodies[name].content_type, data[:cut])
+            raw = await _async_outcome(_async_client(case, body), case)
+            wrapped = await _async_outcome(fo.wrap(_async_client(case, body)), case)
+            assert wrapped == raw, (name, cut, raw, wrapped)
+            raw_helper = _helper_outcome(sdk_client(case, replying(body)), case)
+            wrapped_helper = _helper_outcome(fo.wrap(sdk_client(case, replying(body))), case)
+            assert wrapped_helper == raw_helper, (name, cut, raw_helper, wrapped_helper)
+            attempts += 2
+    assert fo.flush(timeout_s=30)
+    assert fo.ledger.query("SELECT count(*) FROM calls")[0][0] == attempts
