@@ -362,7 +362,9 @@ def check_settings(
 
 
 def _check_prices(prices: Any, overrides: Any) -> PriceBook | None:
-    from finops.pricing import PriceBook
+    if prices is None and overrides is None:
+        return None  # the shipped tables, loaded on first need: nothing to import now
+    from finops.pricing import PriceBook  # pydantic: only when prices are configured
 
     if isinstance(prices, PriceBook):
         if overrides is not None:
