@@ -115,7 +115,7 @@ class Router:
         opt_out: bool = False,
     ) -> Decision | None:
         """Decide for one request; None when no route applies to the requested model."""
-        started = time.process_time_ns()
+        started = time.thread_time_ns()
         requested = str(kwargs.get("model", ""))
         route = next((r for r in self.config.routes if r.matches(requested)), None)
         if route is None or endpoint == "embeddings":
@@ -136,7 +136,7 @@ class Router:
                 dropped=kw.get("dropped", ()),
                 changed=kw.get("changed", ()),
                 policy=self.policy,
-                cpu_us=(time.process_time_ns() - started) / 1000.0,
+                cpu_us=(time.thread_time_ns() - started) / 1000.0,
             )
 
         if opt_out:
@@ -160,12 +160,10 @@ class Router:
             if score >= limit:
                 continue
             model = target.model or requested
-            if target.model is not None and capabilities(requested) is not None:
-                src = capabilities(requested)
-                dst = capabilities(model)
-                if src is not None and dst is not None and src.provider != dst.provider:
-                    reasons.append("cross_provider")  # needs both clients wrapped: future work
-                    continue
+            src, dst = capabilities(requested), capabilities(model)
+            if src is not None and dst is not None and src.provider != dst.provider:
+                reasons.append("cross_provider")  # needs both clients wrapped: future work
+                continue
             why = cannot_serve(model, needs, self.limits)
             if why is not None:
                 reasons.append(why)
