@@ -155,14 +155,14 @@ def _threshold(
     wrong = np.cumsum(~labels[order])
     served = np.arange(1, len(s) + 1)
     rate = wrong / served if definition == "served" else wrong / max(1, int((~labels).sum()))
-    ok = np.nonzero(rate <= target)[0]
+    ok = np.nonzero((rate <= target) & (s > 0))[0]  # a score of 0 (veto, floor) never serves
     if definition == "served":
         # the running rate is noisy at the top: take the last position where it holds and
         # every later position (with at least 50 served) breaks it
         ok = ok[ok >= min(49, len(s) - 1)] if len(ok) else ok
     if not len(ok):
         return float(s[0]) + 1e-6 if len(s) else 1.0
-    return float(s[ok[-1]])
+    return max(float(s[ok[-1]]), 1e-6)
 
 
 @dataclass

@@ -174,6 +174,10 @@ LEXICAL_FEATURES = (
 )
 
 
+#: Features that refuse a hit outright, whatever the scores say.
+VETOES = ("number_mismatch", "negation_mismatch", "opposite", "same_words_reordered")
+
+
 def _words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
@@ -255,10 +259,19 @@ class Guard:
     embedder: str
     provenance: dict[str, Any]
 
+    vetoes: tuple[str, ...] = VETOES
+
     def score(self, features: Vectors) -> Vectors:
-        """P(duplicate) of each row of ``features`` (shape ``(n, d)`` or ``(d,)``)."""
+        """P(duplicate) of each row of ``features`` (shape ``(n, d)`` or ``(d,)``); 0 for a
+        pair with a veto feature set (a different number, a negation, an opposite word, the
+        same words in another order)."""
         z = ((features - self.mean) / self.scale) @ self.weights + self.bias
-        return (1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))).astype(np.float32)
+        p = 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+        columns = [LEXICAL_FEATURES.index(v) for v in self.vetoes]
+        if columns:
+            vetoed = (features[..., columns] > 0.5).any(axis=-1)
+            p = np.where(vetoed, 0.0, p)
+        return np.asarray(p, dtype=np.float32)
 
     def to_json(self) -> dict[str, Any]:
         """The shipped data-file form."""
@@ -268,6 +281,7 @@ class Guard:
             "threshold": self.threshold,
             "cosine_floor": self.cosine_floor,
             "bias": self.bias,
+            "vetoes": list(self.vetoes),
             "features": [*LEXICAL_FEATURES, "product[384]", "abs_difference[384]"],
             "weights": [round(float(w), 6) for w in self.weights],
             "mean": [round(float(w), 6) for w in self.mean],
@@ -287,6 +301,7 @@ class Guard:
             cosine_floor=float(data["cosine_floor"]),
             embedder=str(data["embedder"]),
             provenance=dict(data.get("provenance", {})),
+            vetoes=tuple(data.get("vetoes", VETOES)),
         )
 
 
