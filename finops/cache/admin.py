@@ -88,7 +88,9 @@ def clear_cache(
     """
     prefix = ""
     if tenant is not None:
-        namespace = tenant if "=" in tenant or config.tenant is None else f"{config.tenant}={tenant}"
+        namespace = (
+            tenant if "=" in tenant or config.tenant is None else f"{config.tenant}={tenant}"
+        )
         prefix = namespace + ":"
     cutoff = None
     if older_than is not None:

@@ -35,14 +35,18 @@ __all__ = ["Calibration", "calibrate", "evaluate", "load_pairs", "wilson"]
 Definition = Literal["served", "negatives"]
 
 
-def load_pairs(path: str | Path, *, limit: int | None = None, seed: int = 0) -> list[tuple[str, str, bool]]:
+def load_pairs(
+    path: str | Path, *, limit: int | None = None, seed: int = 0
+) -> list[tuple[str, str, bool]]:
     """Labelled pairs from a JSON-lines file (``.gz`` allowed), shuffled with ``seed``."""
     file = Path(path)
     opener: Any = gzip.open if file.suffix == ".gz" else open
     pairs: list[tuple[str, str, bool]] = []
+    n = 0
     try:
         with opener(file, "rt", encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
+            for line in fh:
+                n += 1
                 if not line.strip():
                     continue
                 row = json.loads(line)
@@ -229,7 +233,10 @@ def calibrate(
     s_test = np.where(c_test >= cosine_floor, guard0.score(x_test), 0.0)
     held = evaluate(s_test >= threshold, y_test).as_dict()
     cos_threshold = _threshold(c_tune, y_tune, target_false_hit, definition)
-    cos_only = {"threshold": round(cos_threshold, 4), **evaluate(c_test >= cos_threshold, y_test).as_dict()}
+    cos_only = {
+        "threshold": round(cos_threshold, 4),
+        **evaluate(c_test >= cos_threshold, y_test).as_dict(),
+    }
     provenance = {
         "source": source,
         "pairs": {"fit": len(fit), "tune": len(tune), "held_out": len(test)},

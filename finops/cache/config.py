@@ -1,16 +1,16 @@
 """``finops.Cache``: the cache configuration (keyword-only, validated, also from TOML).
 
-    fo = finops.FinOps(cache=finops.Cache(store="diskcache:///var/cache/finops", ttl="7d"))
+fo = finops.FinOps(cache=finops.Cache(store="diskcache:///var/cache/finops", ttl="7d"))
 
-    # finops.toml
-    [cache]
-    store = "diskcache://.finops-cache"      # relative to the file
-    ttl = "7d"
-    max_size = "2GB"
-    memory_tier = "64MB"
-    tenant = "team"                          # a tag: one namespace per value
-    scope = { feature = "faq" }              # only calls with these tags are cached
-    semantic = true
+# finops.toml
+[cache]
+store = "diskcache://.finops-cache"      # relative to the file
+ttl = "7d"
+max_size = "2GB"
+memory_tier = "64MB"
+tenant = "team"                          # a tag: one namespace per value
+scope = { feature = "faq" }              # only calls with these tags are cached
+semantic = true
 """
 
 from __future__ import annotations
@@ -34,8 +34,16 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _DURATION_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|tb|kib|mib|gib|tib)?\s*$", re.I)
 _SIZE_B = {
-    "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, None: 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+    None: 1,
 }
 
 
@@ -180,7 +188,9 @@ class Cache(BaseModel):
         if "endpoints" in settings and isinstance(settings["endpoints"], list):
             settings["endpoints"] = frozenset(settings["endpoints"])
         if "embedder" in settings:
-            raise ConfigError("[cache] embedder cannot be set in TOML; pass finops.Cache(embedder=...)")
+            raise ConfigError(
+                "[cache] embedder cannot be set in TOML; pass finops.Cache(embedder=...)"
+            )
         return cls(**settings)
 
 

@@ -90,7 +90,9 @@ class Entry:
             if self.form == "sse":
                 return Served(body=self.body, headers={"content-type": _SSE})
             answer = json.loads(self.body)
-            return Served(body=replay.synthesize(self.endpoint, answer), headers={"content-type": _SSE})
+            return Served(
+                body=replay.synthesize(self.endpoint, answer), headers={"content-type": _SSE}
+            )
         if self.form == "json":
             return Served(body=self.body, headers={"content-type": _JSON})
         assembled = replay.assemble(self.endpoint, self.body)

@@ -81,7 +81,9 @@ def _chat_events(answer: dict[str, Any]) -> Iterator[bytes]:
         index = choice.get("index", 0)
         message = choice.get("message") or {}
         first = "" if isinstance(message.get("content"), str) else None
-        yield chunk(index, {"role": message.get("role", "assistant"), "content": first, "refusal": None})
+        yield chunk(
+            index, {"role": message.get("role", "assistant"), "content": first, "refusal": None}
+        )
         for piece in _pieces(message.get("content") or ""):
             yield chunk(index, {"content": piece})
         for piece in _pieces(message.get("refusal") or ""):
@@ -121,8 +123,7 @@ def _responses_events(answer: dict[str, Any]) -> Iterator[bytes]:
         return out
 
     start = {**answer, "status": "in_progress", "output": [], "usage": None}
-    if "output_text" in start:
-        del start["output_text"]
+    start.pop("output_text", None)
     yield ev("response.created", response=start)
     yield ev("response.in_progress", response=start)
     for position, item in enumerate(answer.get("output") or []):
@@ -212,34 +213,63 @@ def _anthropic_events(answer: dict[str, Any]) -> Iterator[bytes]:
         if kind == "text":
             yield _sse(
                 "content_block_start",
-                {"type": "content_block_start", "index": index, "content_block": {**block, "text": ""}},
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {**block, "text": ""},
+                },
             )
             for piece in _pieces(block.get("text") or ""):
                 delta = {"type": "text_delta", "text": piece}
-                yield _sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+                yield _sse(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": index, "delta": delta},
+                )
         elif kind in ("tool_use", "server_tool_use") and isinstance(block.get("input"), dict):
             yield _sse(
                 "content_block_start",
-                {"type": "content_block_start", "index": index, "content_block": {**block, "input": {}}},
+                {
+                    "type": "content_block_start",
+                    "index": index,
+                    "content_block": {**block, "input": {}},
+                },
             )
             raw = json.dumps(block["input"], separators=(",", ":"))
             for piece in _pieces(raw):
                 delta = {"type": "input_json_delta", "partial_json": piece}
-                yield _sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+                yield _sse(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": index, "delta": delta},
+                )
         elif kind == "thinking":
             empty = {**block, "thinking": "", "signature": ""}
-            yield _sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": empty})
+            yield _sse(
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": empty},
+            )
             for piece in _pieces(block.get("thinking") or ""):
                 delta = {"type": "thinking_delta", "thinking": piece}
-                yield _sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+                yield _sse(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": index, "delta": delta},
+                )
             if block.get("signature"):
                 delta = {"type": "signature_delta", "signature": block["signature"]}
-                yield _sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+                yield _sse(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": index, "delta": delta},
+                )
         else:
-            yield _sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
+            yield _sse(
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": block},
+            )
         yield _sse("content_block_stop", {"type": "content_block_stop", "index": index})
-    delta = {"stop_reason": answer.get("stop_reason"), "stop_sequence": answer.get("stop_sequence")}
-    yield _sse("message_delta", {"type": "message_delta", "delta": delta, "usage": usage})
+    final: dict[str, Any] = {
+        "stop_reason": answer.get("stop_reason"),
+        "stop_sequence": answer.get("stop_sequence"),
+    }
+    yield _sse("message_delta", {"type": "message_delta", "delta": final, "usage": usage})
     yield _sse("message_stop", {"type": "message_stop"})
 
 
@@ -279,7 +309,13 @@ def _assemble_chat(body: bytes) -> dict[str, Any] | None:
         for c in chunk.get("choices") or []:
             slot = choices.setdefault(
                 c.get("index", 0),
-                {"role": "assistant", "content": None, "refusal": None, "tools": {}, "finish": None},
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "refusal": None,
+                    "tools": {},
+                    "finish": None,
+                },
             )
             delta = c.get("delta") or {}
             if delta.get("role"):
@@ -289,7 +325,8 @@ def _assemble_chat(body: bytes) -> dict[str, Any] | None:
                     slot[field] = (slot[field] or "") + delta[field]
             for call in delta.get("tool_calls") or []:
                 tool = slot["tools"].setdefault(
-                    call.get("index", 0), {"id": None, "type": "function", "name": None, "arguments": ""}
+                    call.get("index", 0),
+                    {"id": None, "type": "function", "name": None, "arguments": ""},
                 )
                 if call.get("id"):
                     tool["id"] = call["id"]
@@ -301,7 +338,12 @@ def _assemble_chat(body: bytes) -> dict[str, Any] | None:
                 tool["arguments"] += function.get("arguments") or ""
             if c.get("finish_reason"):
                 slot["finish"] = c["finish_reason"]
-    if head is None or not done or not choices or any(s["finish"] is None for s in choices.values()):
+    if (
+        head is None
+        or not done
+        or not choices
+        or any(s["finish"] is None for s in choices.values())
+    ):
         return None
     out_choices = []
     for index in sorted(choices):
@@ -400,7 +442,11 @@ def complete_json(endpoint: str, answer: Any) -> bool:
         return False
     if endpoint == "chat.completions":
         choices = answer.get("choices")
-        return bool(choices) and all(c.get("finish_reason") for c in choices)
+        return (
+            isinstance(choices, list)
+            and bool(choices)
+            and all(isinstance(c, dict) and c.get("finish_reason") for c in choices)
+        )
     if endpoint == "responses":
         return answer.get("status") in ("completed", "incomplete")
     if endpoint == "messages":

@@ -110,11 +110,12 @@ class MiniLMEmbedder:
             ids[i, : len(e.ids)] = e.ids
             mask[i, : len(e.ids)] = 1
         feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        hidden = self._session.run(None, feed)[0]
+        hidden: Vectors = self._session.run(None, feed)[0]
         m = mask[:, :, None].astype(np.float32)
         pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1.0)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+        out: Vectors = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+        return out
 
 
 # -- the guard ---------------------------------------------------------------------------
@@ -122,36 +123,150 @@ class MiniLMEmbedder:
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 _NEGATIONS = frozenset(
-    "not no never none nothing nobody nor without cannot can't don't doesn't didn't isn't "
-    "aren't wasn't weren't won't wouldn't shouldn't couldn't hasn't haven't hadn't".split()
+    [
+        "not",
+        "no",
+        "never",
+        "none",
+        "nothing",
+        "nobody",
+        "nor",
+        "without",
+        "cannot",
+        "can't",
+        "don't",
+        "doesn't",
+        "didn't",
+        "isn't",
+        "aren't",
+        "wasn't",
+        "weren't",
+        "won't",
+        "wouldn't",
+        "shouldn't",
+        "couldn't",
+        "hasn't",
+        "haven't",
+        "hadn't",
+    ]
 )
-_QUESTION = frozenset("what how why when where who whom whose which is are can could should "
-                      "does do did will would was were has have".split())
+_QUESTION = frozenset(
+    [
+        "what",
+        "how",
+        "why",
+        "when",
+        "where",
+        "who",
+        "whom",
+        "whose",
+        "which",
+        "is",
+        "are",
+        "can",
+        "could",
+        "should",
+        "does",
+        "do",
+        "did",
+        "will",
+        "would",
+        "was",
+        "were",
+        "has",
+        "have",
+    ]
+)
 # one-word changes of direction that cosine does not see
 _OPPOSITES = [
-    ("on", "off"), ("in", "out"), ("into", "out"), ("up", "down"), ("near", "far"),
-    ("before", "after"), ("above", "below"), ("over", "under"), ("more", "less"),
-    ("most", "least"), ("increase", "decrease"), ("buy", "sell"), ("best", "worst"),
-    ("better", "worse"), ("good", "bad"), ("hot", "cold"), ("open", "close"),
-    ("start", "stop"), ("win", "lose"), ("max", "min"), ("maximum", "minimum"),
-    ("male", "female"), ("man", "woman"), ("men", "women"), ("boy", "girl"),
-    ("old", "new"), ("old", "young"), ("fast", "slow"), ("positive", "negative"),
-    ("true", "false"), ("yes", "no"), ("cheap", "expensive"), ("with", "without"),
-    ("from", "to"), ("import", "export"), ("push", "pull"), ("add", "remove"),
-    ("enable", "disable"), ("include", "exclude"), ("high", "low"), ("big", "small"),
-    ("large", "small"), ("first", "last"), ("early", "late"), ("left", "right"),
-    ("north", "south"), ("east", "west"), ("day", "night"), ("light", "dark"),
-    ("rich", "poor"), ("strong", "weak"), ("happy", "sad"), ("love", "hate"),
-    ("accept", "reject"), ("allow", "deny"), ("encrypt", "decrypt"), ("upload", "download"),
-    ("send", "receive"), ("give", "take"), ("lend", "borrow"), ("teach", "learn"),
-    ("import", "export"), ("inside", "outside"), ("internal", "external"),
-    ("long", "short"), ("tall", "short"), ("wet", "dry"), ("full", "empty"),
-    ("easy", "hard"), ("easy", "difficult"), ("legal", "illegal"), ("safe", "dangerous"),
-    ("always", "never"), ("all", "none"), ("everyone", "nobody"), ("true", "untrue"),
-    ("pros", "cons"), ("advantages", "disadvantages"), ("asc", "desc"),
-    ("ascending", "descending"), ("min", "max"), ("lowest", "highest"),
-    ("smallest", "largest"), ("cheapest", "most"), ("iphone", "android"),
-    ("windows", "mac"), ("python", "java"), ("c", "java"),
+    ("on", "off"),
+    ("in", "out"),
+    ("into", "out"),
+    ("up", "down"),
+    ("near", "far"),
+    ("before", "after"),
+    ("above", "below"),
+    ("over", "under"),
+    ("more", "less"),
+    ("most", "least"),
+    ("increase", "decrease"),
+    ("buy", "sell"),
+    ("best", "worst"),
+    ("better", "worse"),
+    ("good", "bad"),
+    ("hot", "cold"),
+    ("open", "close"),
+    ("start", "stop"),
+    ("win", "lose"),
+    ("max", "min"),
+    ("maximum", "minimum"),
+    ("male", "female"),
+    ("man", "woman"),
+    ("men", "women"),
+    ("boy", "girl"),
+    ("old", "new"),
+    ("old", "young"),
+    ("fast", "slow"),
+    ("positive", "negative"),
+    ("true", "false"),
+    ("yes", "no"),
+    ("cheap", "expensive"),
+    ("with", "without"),
+    ("from", "to"),
+    ("import", "export"),
+    ("push", "pull"),
+    ("add", "remove"),
+    ("enable", "disable"),
+    ("include", "exclude"),
+    ("high", "low"),
+    ("big", "small"),
+    ("large", "small"),
+    ("first", "last"),
+    ("early", "late"),
+    ("left", "right"),
+    ("north", "south"),
+    ("east", "west"),
+    ("day", "night"),
+    ("light", "dark"),
+    ("rich", "poor"),
+    ("strong", "weak"),
+    ("happy", "sad"),
+    ("love", "hate"),
+    ("accept", "reject"),
+    ("allow", "deny"),
+    ("encrypt", "decrypt"),
+    ("upload", "download"),
+    ("send", "receive"),
+    ("give", "take"),
+    ("lend", "borrow"),
+    ("teach", "learn"),
+    ("import", "export"),
+    ("inside", "outside"),
+    ("internal", "external"),
+    ("long", "short"),
+    ("tall", "short"),
+    ("wet", "dry"),
+    ("full", "empty"),
+    ("easy", "hard"),
+    ("easy", "difficult"),
+    ("legal", "illegal"),
+    ("safe", "dangerous"),
+    ("always", "never"),
+    ("all", "none"),
+    ("everyone", "nobody"),
+    ("true", "untrue"),
+    ("pros", "cons"),
+    ("advantages", "disadvantages"),
+    ("asc", "desc"),
+    ("ascending", "descending"),
+    ("min", "max"),
+    ("lowest", "highest"),
+    ("smallest", "largest"),
+    ("cheapest", "most"),
+    ("iphone", "android"),
+    ("windows", "mac"),
+    ("python", "java"),
+    ("c", "java"),
 ]
 _OPPOSITE: dict[str, set[str]] = {}
 for _a, _b in _OPPOSITES:
@@ -369,9 +484,7 @@ class SemanticIndex:
     (top ``candidates``) then exact cosine once a shard holds more than ``exact_limit`` rows.
     """
 
-    def __init__(
-        self, *, dim: int, exact_limit: int = 4096, candidates: int = 128
-    ) -> None:
+    def __init__(self, *, dim: int, exact_limit: int = 4096, candidates: int = 128) -> None:
         self.dim = dim
         self.exact_limit = exact_limit
         self.candidates = candidates
@@ -393,7 +506,9 @@ class SemanticIndex:
                 shard = self._shards[context] = _Shard(self.dim)
             shard.add(key, text, vector)
 
-    def nearest(self, context: str, vector: Vectors, *, k: int = 4) -> list[tuple[int, float, str, str]]:
+    def nearest(
+        self, context: str, vector: Vectors, *, k: int = 4
+    ) -> list[tuple[int, float, str, str]]:
         """Up to ``k`` (row, cosine, key, text) nearest to ``vector`` in one context."""
         shard = self._shards.get(context)
         if shard is None or shard.n == 0:
@@ -408,7 +523,9 @@ class SemanticIndex:
             rows = np.argpartition(distance, m - 1)[:m]
         sims = shard.vectors[rows].astype(np.float32) @ vector
         top = np.argsort(-sims)[:k]
-        return [(int(rows[i]), float(sims[i]), shard.keys[rows[i]], shard.texts[rows[i]]) for i in top]
+        return [
+            (int(rows[i]), float(sims[i]), shard.keys[rows[i]], shard.texts[rows[i]]) for i in top
+        ]
 
     def lookup(
         self, context: str, text: str, vector: Vectors, guard: Guard

@@ -87,7 +87,9 @@ def clear(
     config: Path = _CONFIG,
     store: str | None = _STORE,
     tenant: str | None = typer.Option(None, "--tenant", help="Only this tenant (tag value)."),
-    older_than: str | None = typer.Option(None, "--older-than", help="Only entries older than e.g. 30d."),
+    older_than: str | None = typer.Option(
+        None, "--older-than", help="Only entries older than e.g. 30d."
+    ),
 ) -> None:
     """Delete cached answers (all, one tenant's, or the old ones)."""
     from finops.cache.admin import clear_cache
@@ -102,7 +104,9 @@ def calibrate_cmd(
     pairs: Path = typer.Option(..., "--pairs", help="JSON lines {a, b, duplicate} (.gz ok)."),
     target_false_hit: float = typer.Option(0.01, "--target-false-hit", help="e.g. 0.01"),
     definition: str = typer.Option(
-        "served", "--definition", help="served (share of hits wrong) or negatives (share of non-duplicates served)."
+        "served",
+        "--definition",
+        help="served (share of hits wrong) or negatives (share of non-duplicates served).",
     ),
     limit: int | None = typer.Option(None, "--limit", help="Use only the first N shuffled pairs."),
     seed: int = typer.Option(0, "--seed", help="Shuffle seed of the split."),
@@ -123,7 +127,9 @@ def calibrate_cmd(
         source=f"{pairs.name} (limit={limit}, seed={seed})",
     )
     h, c = result.held_out, result.cosine_only
-    typer.echo(f"pairs: {json.dumps(result.guard.provenance['pairs'])}  threshold: {result.guard.threshold:.4f}")
+    typer.echo(
+        f"pairs: {json.dumps(result.guard.provenance['pairs'])}  threshold: {result.guard.threshold:.4f}"
+    )
     for name, r in (("guard", h), ("cosine only", c)):
         typer.echo(
             f"{name:12s} held-out: precision {r['precision']:.3f}  recall {r['recall']:.3f}  "

@@ -13,15 +13,22 @@ import anthropic
 import httpx2
 import openai
 import pytest
-from finops_testing import rows
 
 import finops
 from finops.devserver import DevServer
 from finops.devserver.faults import Fault
+from finops_testing import rows
 
-CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Explain the ledger in two lines."}]}
+CHAT = {
+    "model": "gpt-4o-mini",
+    "messages": [{"role": "user", "content": "Explain the ledger in two lines."}],
+}
 RESP = {"model": "gpt-5-mini", "input": "Explain the ledger in two lines."}
-MSG = {"model": "claude-sonnet-4-5", "max_tokens": 200, "messages": [{"role": "user", "content": "Explain the ledger in two lines."}]}
+MSG = {
+    "model": "claude-sonnet-4-5",
+    "max_tokens": 200,
+    "messages": [{"role": "user", "content": "Explain the ledger in two lines."}],
+}
 
 
 @pytest.fixture()
@@ -43,7 +50,11 @@ def _oai(fo: finops.FinOps, server: DevServer) -> openai.OpenAI:
 
 
 def _ant(fo: finops.FinOps, server: DevServer) -> anthropic.Anthropic:
-    return fo.wrap(anthropic.Anthropic(api_key="sk-ant-test", base_url=server.anthropic_base_url, max_retries=0))
+    return fo.wrap(
+        anthropic.Anthropic(
+            api_key="sk-ant-test", base_url=server.anthropic_base_url, max_retries=0
+        )
+    )
 
 
 def _chat_stream(client: openai.OpenAI, **kw: Any) -> tuple[list[Any], Any]:
@@ -70,7 +81,9 @@ def test_chat_exact_hit_non_stream(cfo: finops.FinOps, devserver: DevServer) -> 
 
 
 @pytest.mark.parametrize("ask_usage", [True, False])
-def test_chat_stream_hit_replays_the_same_chunks(cfo: finops.FinOps, devserver: DevServer, ask_usage: bool) -> None:
+def test_chat_stream_hit_replays_the_same_chunks(
+    cfo: finops.FinOps, devserver: DevServer, ask_usage: bool
+) -> None:
     client = _oai(cfo, devserver)
     kw: dict[str, Any] = {"stream_options": {"include_usage": True}} if ask_usage else {}
     original, _ = _chat_stream(client, **kw)
@@ -85,18 +98,29 @@ def test_chat_stream_hit_replays_the_same_chunks(cfo: finops.FinOps, devserver: 
     assert r[1]["status"] == "cache_hit" and r[1]["counterfactual_cost"] == r[0]["cost_total"] > 0
 
 
-def test_chat_stream_served_from_json_and_json_from_stream(cfo: finops.FinOps, devserver: DevServer) -> None:
+def test_chat_stream_served_from_json_and_json_from_stream(
+    cfo: finops.FinOps, devserver: DevServer
+) -> None:
     client = _oai(cfo, devserver)
     answer = client.chat.completions.create(**CHAT)
-    chunks = list(client.chat.completions.create(**CHAT, stream=True, stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(**CHAT, stream=True, stream_options={"include_usage": True})
+    )
     assert _posts(devserver) == 1
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == answer.choices[0].message.content
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        == answer.choices[0].message.content
+    )
     assert chunks[-1].usage == answer.usage
     other = {**CHAT, "messages": [{"role": "user", "content": "Another question entirely?"}]}
-    streamed = list(client.chat.completions.create(**other, stream=True, stream_options={"include_usage": True}))
+    streamed = list(
+        client.chat.completions.create(**other, stream=True, stream_options={"include_usage": True})
+    )
     as_json = client.chat.completions.create(**other)
     assert _posts(devserver) == 2
-    assert as_json.choices[0].message.content == "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+    assert as_json.choices[0].message.content == "".join(
+        c.choices[0].delta.content or "" for c in streamed if c.choices
+    )
     assert as_json.usage == streamed[-1].usage
 
 
@@ -133,8 +157,14 @@ def test_anthropic_sync_stream_and_non_stream(cfo: finops.FinOps, devserver: Dev
 
 
 async def test_async_clients(cfo: finops.FinOps, devserver: DevServer) -> None:
-    oai = cfo.wrap(openai.AsyncOpenAI(api_key="sk-test", base_url=devserver.openai_base_url, max_retries=0))
-    ant = cfo.wrap(anthropic.AsyncAnthropic(api_key="sk-ant-test", base_url=devserver.anthropic_base_url, max_retries=0))
+    oai = cfo.wrap(
+        openai.AsyncOpenAI(api_key="sk-test", base_url=devserver.openai_base_url, max_retries=0)
+    )
+    ant = cfo.wrap(
+        anthropic.AsyncAnthropic(
+            api_key="sk-ant-test", base_url=devserver.anthropic_base_url, max_retries=0
+        )
+    )
     a = [c.model_dump() async for c in await oai.chat.completions.create(**CHAT, stream=True)]
     b = [c.model_dump() async for c in await oai.chat.completions.create(**CHAT, stream=True)]
     assert a == b
@@ -149,7 +179,10 @@ async def test_async_clients(cfo: finops.FinOps, devserver: DevServer) -> None:
 
 
 def test_bypass_refresh_and_scope(tmp_path: Path, devserver: DevServer) -> None:
-    fo = finops.FinOps(ledger=tmp_path / "l.duckdb", cache=finops.Cache(store="memory", scope={"feature": "faq"}, tenant="team"))
+    fo = finops.FinOps(
+        ledger=tmp_path / "l.duckdb",
+        cache=finops.Cache(store="memory", scope={"feature": "faq"}, tenant="team"),
+    )
     try:
         client = _oai(fo, devserver)
         client.chat.completions.create(**CHAT)  # out of scope: not cached
@@ -169,14 +202,27 @@ def test_bypass_refresh_and_scope(tmp_path: Path, devserver: DevServer) -> None:
             client.chat.completions.create(**CHAT)
             assert _posts(devserver) == 6
         statuses = [x["cache_status"] for x in rows(fo)]
-        assert statuses == [None, None, "miss", "exact_hit", "bypass", "refresh", "exact_hit", "miss"]
+        assert statuses == [
+            None,
+            None,
+            "miss",
+            "exact_hit",
+            "bypass",
+            "refresh",
+            "exact_hit",
+            "miss",
+        ]
         refreshed = rows(fo)
-        assert refreshed[6]["cache_entry_id"] == refreshed[5]["cache_entry_id"]  # the refreshed entry
+        assert (
+            refreshed[6]["cache_entry_id"] == refreshed[5]["cache_entry_id"]
+        )  # the refreshed entry
     finally:
         fo.close()
 
 
-@pytest.mark.parametrize("fault", [Fault.status(429, retry_after=0), Fault.status(500), Fault.status(529)])
+@pytest.mark.parametrize(
+    "fault", [Fault.status(429, retry_after=0), Fault.status(500), Fault.status(529)]
+)
 def test_errors_are_never_stored(cfo: finops.FinOps, devserver: DevServer, fault: Fault) -> None:
     client = _oai(cfo, devserver)
     devserver.inject(fault)
@@ -221,7 +267,9 @@ def test_hit_is_never_refused_by_a_budget(tmp_path: Path, devserver: DevServer) 
     try:
         client = _oai(tight, devserver)
         with pytest.raises(finops.BudgetExceeded):  # a miss is refused before the network
-            client.chat.completions.create(**{**CHAT, "messages": [{"role": "user", "content": "new"}]})
+            client.chat.completions.create(
+                **{**CHAT, "messages": [{"role": "user", "content": "new"}]}
+            )
         hit = client.chat.completions.create(**CHAT)  # a hit reserves nothing
         assert hit.choices[0].message.content
         assert _posts(devserver) == 1

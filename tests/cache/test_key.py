@@ -17,7 +17,11 @@ CHAT: dict[str, Any] = {
     ],
     "temperature": 0.2,
 }
-RESPONSES: dict[str, Any] = {"model": "gpt-5-mini", "input": "What is 2+2?", "instructions": "Be brief."}
+RESPONSES: dict[str, Any] = {
+    "model": "gpt-5-mini",
+    "input": "What is 2+2?",
+    "instructions": "Be brief.",
+}
 MESSAGES: dict[str, Any] = {
     "model": "claude-sonnet-4-5",
     "max_tokens": 100,
@@ -31,9 +35,30 @@ TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "ob
 # (endpoint, base kwargs, change name, changed kwargs)
 CHANGES = [
     ("chat.completions", CHAT, "model", {"model": "gpt-4o"}),
-    ("chat.completions", CHAT, "system message", {"messages": [{"role": "system", "content": "Be long."}, CHAT["messages"][1]]}),
-    ("chat.completions", CHAT, "earlier turn", {"messages": [CHAT["messages"][0], {"role": "assistant", "content": "hi"}, CHAT["messages"][1]]}),
-    ("chat.completions", CHAT, "last message", {"messages": [CHAT["messages"][0], {"role": "user", "content": "What is 2+3?"}]}),
+    (
+        "chat.completions",
+        CHAT,
+        "system message",
+        {"messages": [{"role": "system", "content": "Be long."}, CHAT["messages"][1]]},
+    ),
+    (
+        "chat.completions",
+        CHAT,
+        "earlier turn",
+        {
+            "messages": [
+                CHAT["messages"][0],
+                {"role": "assistant", "content": "hi"},
+                CHAT["messages"][1],
+            ]
+        },
+    ),
+    (
+        "chat.completions",
+        CHAT,
+        "last message",
+        {"messages": [CHAT["messages"][0], {"role": "user", "content": "What is 2+3?"}]},
+    ),
     ("chat.completions", CHAT, "tools", {"tools": [TOOL]}),
     ("chat.completions", CHAT, "tool_choice", {"tool_choice": "required"}),
     ("chat.completions", CHAT, "response_format", {"response_format": {"type": "json_object"}}),
@@ -77,21 +102,64 @@ CHANGES = [
 # (endpoint, base kwargs, name, kwargs that must give the same key)
 SAME = [
     ("chat.completions", CHAT, "stream", {"stream": True}),
-    ("chat.completions", CHAT, "stream_options", {"stream": True, "stream_options": {"include_usage": True}}),
+    (
+        "chat.completions",
+        CHAT,
+        "stream_options",
+        {"stream": True, "stream_options": {"include_usage": True}},
+    ),
     ("chat.completions", CHAT, "user", {"user": "u-123"}),
     ("chat.completions", CHAT, "metadata", {"metadata": {"run": "7"}}),
     ("chat.completions", CHAT, "store", {"store": True}),
     ("chat.completions", CHAT, "timeout", {"timeout": 3.0}),
     ("chat.completions", CHAT, "other headers", {"extra_headers": {"x-trace": "1"}}),
-    ("chat.completions", CHAT, "finops options", {"finops_cache": "refresh", "finops_tags": {"a": "b"}}),
-    ("chat.completions", CHAT, "text block list", {"messages": [CHAT["messages"][0], {"role": "user", "content": [{"type": "text", "text": "What is 2+2?"}]}]}),
+    (
+        "chat.completions",
+        CHAT,
+        "finops options",
+        {"finops_cache": "refresh", "finops_tags": {"a": "b"}},
+    ),
+    (
+        "chat.completions",
+        CHAT,
+        "text block list",
+        {
+            "messages": [
+                CHAT["messages"][0],
+                {"role": "user", "content": [{"type": "text", "text": "What is 2+2?"}]},
+            ]
+        },
+    ),
     ("responses", RESPONSES, "stream", {"stream": True}),
     ("responses", RESPONSES, "metadata", {"metadata": {"a": "b"}}),
     ("responses", RESPONSES, "user", {"user": "x"}),
     ("messages", MESSAGES, "stream", {"stream": True}),
     ("messages", MESSAGES, "metadata", {"metadata": {"user_id": "u"}}),
-    ("messages", MESSAGES, "cache_control in system", {"system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}]}),
-    ("messages", MESSAGES, "cache_control in message", {"messages": [{"role": "user", "content": [{"type": "text", "text": "What is 2+2?", "cache_control": {"type": "ephemeral", "ttl": "1h"}}]}]}),
+    (
+        "messages",
+        MESSAGES,
+        "cache_control in system",
+        {"system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}]},
+    ),
+    (
+        "messages",
+        MESSAGES,
+        "cache_control in message",
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "text",
+                            "text": "What is 2+2?",
+                            "cache_control": {"type": "ephemeral", "ttl": "1h"},
+                        }
+                    ],
+                }
+            ]
+        },
+    ),
     ("embeddings", EMBEDDINGS, "user", {"user": "x"}),
 ]
 
@@ -101,13 +169,21 @@ def _key(endpoint: str, kwargs: dict[str, Any], tenant: str = "") -> str:
     return request_key(wire=wire, endpoint=endpoint, kwargs=kwargs, tenant=tenant).exact
 
 
-@pytest.mark.parametrize(("endpoint", "base", "name", "change"), CHANGES, ids=[f"{c[0]}:{c[2]}" for c in CHANGES])
-def test_answer_changing_parameter_changes_key(endpoint: str, base: dict[str, Any], name: str, change: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("endpoint", "base", "name", "change"), CHANGES, ids=[f"{c[0]}:{c[2]}" for c in CHANGES]
+)
+def test_answer_changing_parameter_changes_key(
+    endpoint: str, base: dict[str, Any], name: str, change: dict[str, Any]
+) -> None:
     assert _key(endpoint, base) != _key(endpoint, {**base, **change})
 
 
-@pytest.mark.parametrize(("endpoint", "base", "name", "change"), SAME, ids=[f"{c[0]}:{c[2]}" for c in SAME])
-def test_excluded_parameter_keeps_key(endpoint: str, base: dict[str, Any], name: str, change: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("endpoint", "base", "name", "change"), SAME, ids=[f"{c[0]}:{c[2]}" for c in SAME]
+)
+def test_excluded_parameter_keeps_key(
+    endpoint: str, base: dict[str, Any], name: str, change: dict[str, Any]
+) -> None:
     assert _key(endpoint, base) == _key(endpoint, {**base, **change})
 
 
@@ -115,9 +191,37 @@ def test_key_order_and_whitespace_do_not_matter() -> None:
     reordered = dict(reversed(list(copy.deepcopy(CHAT).items())))
     reordered["messages"] = [dict(reversed(list(m.items()))) for m in reordered["messages"]]
     assert _key("chat.completions", CHAT) == _key("chat.completions", reordered)
-    tool_a = {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "integer"}}}}}]}
-    tool_b = {"tools": [{"function": {"parameters": {"properties": {"b": {"type": "integer"}, "a": {"type": "string"}}, "type": "object"}, "name": "f"}, "type": "function"}]}
-    assert _key("chat.completions", {**CHAT, **tool_a}) == _key("chat.completions", {**CHAT, **tool_b})
+    tool_a = {
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "f",
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"a": {"type": "string"}, "b": {"type": "integer"}},
+                    },
+                },
+            }
+        ]
+    }
+    tool_b = {
+        "tools": [
+            {
+                "function": {
+                    "parameters": {
+                        "properties": {"b": {"type": "integer"}, "a": {"type": "string"}},
+                        "type": "object",
+                    },
+                    "name": "f",
+                },
+                "type": "function",
+            }
+        ]
+    }
+    assert _key("chat.completions", {**CHAT, **tool_a}) == _key(
+        "chat.completions", {**CHAT, **tool_b}
+    )
 
 
 def test_endpoint_and_tenant_are_in_the_key() -> None:
@@ -135,12 +239,17 @@ def test_pydantic_response_format_is_keyed_by_schema() -> None:
     class B(BaseModel):
         x: str
 
-    assert _key("chat.completions", {**CHAT, "response_format": A}) != _key("chat.completions", {**CHAT, "response_format": B})
+    assert _key("chat.completions", {**CHAT, "response_format": A}) != _key(
+        "chat.completions", {**CHAT, "response_format": B}
+    )
 
 
 def test_context_key_ignores_only_the_last_user_text() -> None:
     k1 = request_key(wire="openai", endpoint="chat.completions", kwargs=CHAT)
-    other = {**CHAT, "messages": [CHAT["messages"][0], {"role": "user", "content": "How much is two plus two?"}]}
+    other = {
+        **CHAT,
+        "messages": [CHAT["messages"][0], {"role": "user", "content": "How much is two plus two?"}],
+    }
     k2 = request_key(wire="openai", endpoint="chat.completions", kwargs=other)
     assert k1.exact != k2.exact and k1.context == k2.context
     assert k2.text == "How much is two plus two?"

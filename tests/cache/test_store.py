@@ -78,7 +78,11 @@ def test_urls(tmp_path: Path) -> None:
 
 
 def test_config_validation_and_toml(tmp_path: Path) -> None:
-    assert parse_duration("7d") == 7 * 86400 and parse_duration(90) == 90 and parse_duration(None) is None
+    assert (
+        parse_duration("7d") == 7 * 86400
+        and parse_duration(90) == 90
+        and parse_duration(None) is None
+    )
     assert parse_size("64MB") == 64_000_000 and parse_size("1GiB") == 2**30
     with pytest.raises(ConfigError, match="ttl"):
         Cache(ttl="soon")
@@ -88,13 +92,15 @@ def test_config_validation_and_toml(tmp_path: Path) -> None:
         Cache(endpoints=frozenset({"images"}))
     with pytest.raises(TypeError):
         Cache("memory")  # type: ignore[misc]  # keyword-only
-    (tmp_path / "f.toml").write_text('[cache]\nstore = "diskcache://rel"\nttl = "2h"\nscope = { feature = "faq" }\ntenant = "team"\n')
+    (tmp_path / "f.toml").write_text(
+        '[cache]\nstore = "diskcache://rel"\nttl = "2h"\nscope = { feature = "faq" }\ntenant = "team"\n'
+    )
     c = load_cache(tmp_path / "f.toml")
     assert c is not None and c.store == f"diskcache://{(tmp_path / 'rel').resolve()}"
     assert c.ttl_s == 7200 and c.in_scope({"feature": "faq"}) and not c.in_scope({"feature": "x"})
     assert c.tenant_of({"team": "a"}) == "team=a" and c.tenant_of({}) == ""
     (tmp_path / "g.toml").write_text('[cache]\nttl = "never"\n')
-    with pytest.raises(ConfigError, match="g.toml"):
+    with pytest.raises(ConfigError, match=r"g\.toml"):
         load_cache(tmp_path / "g.toml")
 
 
@@ -112,7 +118,10 @@ fo.close()
 def _child(store: str, base: str, prompt: str, ledger: Path) -> str:
     out = subprocess.run(
         [sys.executable, "-c", _CHILD, store, base, prompt, str(ledger)],
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     return str(json.loads(out.stdout.strip().splitlines()[-1]))
 
@@ -127,7 +136,7 @@ def test_processes_share_a_diskcache_store(tmp_path: Path, devserver: finops.Dev
     assert sum(r.method == "POST" for r in devserver.requests) == posts == 1
 
 
-def _race(store: str, base: str, ledger: str, results: "mp.Queue[str]") -> None:
+def _race(store: str, base: str, ledger: str, results: mp.Queue[str]) -> None:
     results.put(_child(store, base, "the same cold prompt", Path(ledger)))
 
 
@@ -135,7 +144,13 @@ def _race(store: str, base: str, ledger: str, results: "mp.Queue[str]") -> None:
 def test_concurrent_misses_do_not_corrupt(tmp_path: Path, devserver: finops.DevServer) -> None:
     store = f"diskcache://{tmp_path / 'race'}"
     results: mp.Queue[str] = mp.Queue()
-    procs = [mp.Process(target=_race, args=(store, devserver.openai_base_url, str(tmp_path / f"l{i}.duckdb"), results)) for i in range(4)]
+    procs = [
+        mp.Process(
+            target=_race,
+            args=(store, devserver.openai_base_url, str(tmp_path / f"l{i}.duckdb"), results),
+        )
+        for i in range(4)
+    ]
     for p in procs:
         p.start()
     for p in procs:
@@ -165,7 +180,10 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
     if binary is None:
         pytest.skip("redis-server is not installed")
     port = _free_port()
-    proc = subprocess.Popen([binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+    )
     try:
         import redis
 
