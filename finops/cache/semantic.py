@@ -449,13 +449,14 @@ class SemanticMatch:
 
 
 class _Shard:
-    """Vectors of one context key: float16 rows + sign bits for a Hamming pre-filter."""
+    """Vectors of one context key: float16 rows, and sign bits stored word by word (one
+    contiguous uint64 array per 64 dimensions) for a fast Hamming pre-filter."""
 
     __slots__ = ("bits", "keys", "n", "texts", "vectors")
 
     def __init__(self, dim: int) -> None:
         self.vectors = np.zeros((16, dim), dtype=np.float16)
-        self.bits = np.zeros((16, (dim + 63) // 64), dtype=np.uint64)
+        self.bits = np.zeros(((dim + 63) // 64, 16), dtype=np.uint64)
         self.keys: list[str] = []
         self.texts: list[str] = []
         self.n = 0
@@ -463,12 +464,25 @@ class _Shard:
     def add(self, key: str, text: str, vector: Vectors) -> None:
         if self.n == len(self.vectors):
             self.vectors = np.concatenate([self.vectors, np.zeros_like(self.vectors)])
-            self.bits = np.concatenate([self.bits, np.zeros_like(self.bits)])
+            self.bits = np.concatenate([self.bits, np.zeros_like(self.bits)], axis=1)
         self.vectors[self.n] = vector
-        self.bits[self.n] = _sign_bits(vector[None, :])[0]
+        self.bits[:, self.n] = _sign_bits(vector[None, :])[0]
         self.keys.append(key)
         self.texts.append(text)
         self.n += 1
+
+    def candidates(self, vector: Vectors, m: int) -> npt.NDArray[np.intp]:
+        """Rows of (about) the ``m`` smallest Hamming distances to ``vector``'s sign bits."""
+        query = _sign_bits(vector[None, :])[0]
+        n = self.n
+        distance = np.bitwise_count(self.bits[0, :n] ^ query[0]).astype(np.uint16)
+        for word in range(1, len(query)):
+            distance += np.bitwise_count(self.bits[word, :n] ^ query[word])
+        # the m-th smallest distance from a histogram (distances are small integers):
+        # cheaper than argpartition on 100k rows
+        counts = np.bincount(distance, minlength=len(query) * 64 + 1)
+        cutoff = int(np.searchsorted(np.cumsum(counts), m))
+        return np.flatnonzero(distance <= cutoff)
 
 
 def _sign_bits(vectors: Vectors) -> npt.NDArray[np.uint64]:
@@ -517,10 +531,7 @@ class SemanticIndex:
         if n <= self.exact_limit:
             rows = np.arange(n)
         else:
-            query_bits = _sign_bits(vector[None, :])[0]
-            distance = np.bitwise_count(np.bitwise_xor(shard.bits[:n], query_bits)).sum(axis=1)
-            m = min(self.candidates, n)
-            rows = np.argpartition(distance, m - 1)[:m]
+            rows = shard.candidates(vector, min(self.candidates, n))
         sims = shard.vectors[rows].astype(np.float32) @ vector
         top = np.argsort(-sims)[:k]
         return [
