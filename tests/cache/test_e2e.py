@@ -294,3 +294,13 @@ def test_from_config_reads_the_cache_table(tmp_path: Path, devserver: DevServer)
         assert rows(fo)[1]["cache_tier"] == "store"
     finally:
         fo.close()
+
+
+def test_embeddings_exact_hit(cfo: finops.FinOps, devserver: DevServer) -> None:
+    client = _oai(cfo, devserver)
+    first = client.embeddings.create(model="text-embedding-3-small", input=["a", "b"])
+    again = client.embeddings.create(model="text-embedding-3-small", input=["a", "b"], user="x")
+    other = client.embeddings.create(model="text-embedding-3-small", input=["a", "b"], dimensions=8)
+    assert again.model_dump() == first.model_dump() and len(other.data[0].embedding) == 8
+    assert _posts(devserver) == 2
+    assert [r["cache_status"] for r in rows(cfo)] == ["miss", "exact_hit", "miss"]
