@@ -14,7 +14,7 @@ from typing import Any
 
 from finops.tokens import count_tokens, estimate_request, get_encoding
 
-DATA = Path(__file__).resolve().parents[1] / "tests" / "tokens" / "data"
+DATA = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 PARAGRAPH = (
     "FinOps for language models means knowing, before a request leaves the process, what it "
     "may cost: the prompt is tokenized offline, the worst-case output is bounded by max_tokens, "
