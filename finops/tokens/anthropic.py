@@ -123,8 +123,10 @@ class _Walk:
             return 0
         if c.bytes_mode:  # bytes bound every tokenizer's count already
             return n
-        est = n if self.g.text_factor == 1.0 else math.ceil(n * self.g.text_factor)
-        most = math.ceil(n * self.g.text_upper) if value.isascii() else len(value.encode())
+        # Every Claude token stands for at least one UTF-8 byte: bytes cap both figures.
+        size = len(value) if value.isascii() else len(value.encode())
+        est = n if self.g.text_factor == 1.0 else min(size, math.ceil(n * self.g.text_factor))
+        most = min(size, math.ceil(n * self.g.text_upper)) if value.isascii() else size
         c.slack += max(0, most - est)
         return est
 
@@ -158,7 +160,8 @@ class _Walk:
         if kind == "thinking":
             n = self.text(str(block.get("thinking") or "")) + g.thinking_block_frame
             if not self.keep_thinking:  # earlier turns' thinking is stripped by the provider
-                return c.upto(0, n, "thinking blocks of earlier turns (stripped)")
+                most = math.ceil(n * (1 + PARTS_BOUND))
+                return c.upto(0, most, "thinking blocks of earlier turns (stripped)")
             return c.approx(n, PARTS_BOUND, "thinking blocks")
         if kind == "redacted_thinking":
             data = str(block.get("data") or "")

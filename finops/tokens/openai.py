@@ -42,7 +42,7 @@ CALL_SLACK = 16
 DEFS_UPPER = 0.6  # tool definitions / schemas may cost up to 60% more than rendered (+ frames)
 CHAT_BOUND = 0.10  # families where the chat format is not verified exact
 # Documented maxima / typical values for what finops cannot see.
-PDF_PAGE_TYPICAL = 600  # extracted text + page image, a typical page
+PDF_PAGE_TYPICAL = 250  # extracted text of a page (3 recorded 1-page PDFs: 51-197 tokens)
 PDF_PAGE_MAX = 3000 + 1105  # dense text + the page image at high detail (2048x768 → 6 tiles)
 RESPONSES_HIDDEN_MAX = 24
 AUDIO_TOKENS_PER_S = 10  # gpt-4o audio input: ~1 token per 100 ms
@@ -256,7 +256,9 @@ def _response_format(c: Counter, fmt: Any) -> int:
     if schema is None:
         return 0
     name = str(spec.get("name") or "") if isinstance(spec, Mapping) else ""
-    n = max(0, c.text(name) + render_schema_tokens(c, schema) + round(K["schema_frame"]))
+    desc = str(spec.get("description") or "") if isinstance(spec, Mapping) else ""
+    body = round(render_schema_tokens(c, schema) * K["schema_factor"])
+    n = max(0, c.text(name) + c.text(desc) + body + round(K["schema_frame"]))
     c.slack += n * (DEFS_UPPER - 0.15) + 24
     return c.approx(n, 0.15, "structured output schema")
 
