@@ -36,7 +36,7 @@ def _memo_count(encoding: str, value: str) -> int:
 class Counter:
     """Counts text for one request and tracks how exact the total is."""
 
-    __slots__ = ("_count", "_encoding", "_small", "bound", "exact", "notes", "slack")
+    __slots__ = ("_count", "_encoding", "_small", "bound", "exact", "log", "notes", "slack")
 
     def __init__(self, encoding: str | None) -> None:
         """``encoding``: a bundled encoding name, or None for the UTF-8 byte upper bound."""
@@ -46,6 +46,9 @@ class Counter:
         # Tokens the provider may bill beyond the estimate: the sum over approximated parts
         # of (their upper bound - their estimate). estimate + slack is the upper bound.
         self.slack = 0.0
+        # (note, tokens, extra upper-bound tokens) of every approximated part, when set
+        # (``finops tokens --explain``); None on the hot path.
+        self.log: list[tuple[str, int, float]] | None = None
         self._encoding = encoding
         if encoding is None:
             self._count: Callable[[str], int] = _utf8_len
@@ -86,6 +89,8 @@ class Counter:
         if bound > self.bound:
             self.bound = bound
         self.slack += tokens * bound
+        if self.log is not None:
+            self.log.append((note, tokens, tokens * bound))
         if note not in self.notes:
             self.notes.append(note)
         return tokens
@@ -95,6 +100,8 @@ class Counter:
         self.exact = False
         extra = max(0, most - tokens)
         self.slack += extra
+        if self.log is not None:
+            self.log.append((note, tokens, float(extra)))
         rel = extra / tokens if tokens > 0 else (1.0 if extra else 0.0)
         if rel > self.bound:
             self.bound = rel

@@ -208,6 +208,29 @@ def estimate_request(
     :class:`~finops.errors.UnknownModelError`. All but ``raise`` set ``fallback=True``.
     ``at``: the time prices apply (default: now, UTC).
     """
+    return _estimate(
+        provider=provider,
+        endpoint=endpoint,
+        body=body,
+        pricebook=pricebook,
+        unknown_model=unknown_model,
+        mode=mode,
+        at=at,
+        log=None,
+    )
+
+
+def _estimate(
+    *,
+    provider: str,
+    endpoint: str,
+    body: Mapping[str, Any],
+    pricebook: PriceBookLike | None,
+    unknown_model: str,
+    mode: str,
+    at: datetime | None,
+    log: list[tuple[str, int, float]] | None,
+) -> Estimate:
     endpoint = _endpoint(provider, endpoint)
     if mode not in ("exact", "bound"):
         raise ConfigError(f"mode={mode!r} is not an estimate mode: use 'exact' or 'bound'")
@@ -218,6 +241,7 @@ def estimate_request(
         fam = family_for("claude")  # any Anthropic model is estimated the Claude way
     known = fam.known
     c = Counter(fam.encoding if mode == "exact" else None)
+    c.log = log
     n_in = _input_tokens(c, fam, endpoint, body)
     if not known:
         c.slack += n_in * UNKNOWN_MODEL_BOUND
