@@ -45,6 +45,7 @@ CHAT_BOUND = 0.10  # families where the chat format is not verified exact
 PDF_PAGE_TYPICAL = 250  # extracted text of a page (3 recorded 1-page PDFs: 51-197 tokens)
 PDF_PAGE_MAX = 3000 + 1105  # dense text + the page image at high detail (2048x768 → 6 tiles)
 RESPONSES_HIDDEN_MAX = 24
+REASONING_CHARS_PER_TOKEN = 16
 AUDIO_TOKENS_PER_S = 10  # gpt-4o audio input: ~1 token per 100 ms
 AUDIO_TOKENS_PER_S_MAX = 25
 _PDF_PAGE = re.compile(rb"/Type\s*/Page(?!s)")
@@ -402,10 +403,14 @@ def responses_tokens(c: Counter, fam: ModelFamily, body: Mapping[str, Any]) -> i
     if isinstance(items, str):
         total += PER_MESSAGE + 1 + c.text(items)
     elif isinstance(items, Iterable):
-        for item in items:
-            if isinstance(item, Mapping):
-                if item.get("role") in ("system", "developer"):
-                    has_system = True
+        listed = [i for i in items if isinstance(i, Mapping)]
+        kept = _kept_reasoning(listed)
+        for index, item in enumerate(listed):
+            if item.get("role") in ("system", "developer"):
+                has_system = True
+            if index in kept:
+                total += _reasoning(c, item, kept=True)
+            else:
                 total += _response_item(c, fam, item)
     n_tools = tools_tokens(c, fam, body.get("tools") or (), chat=False)
     if n_tools and has_system:
@@ -454,17 +459,40 @@ def _response_item(c: Counter, fam: ModelFamily, item: Mapping[str, Any]) -> int
         c.slack += CALL_SLACK
         return c.approx(n + frame, CALLS_BOUND, "tool results")
     if kind == "reasoning":
-        # Reasoning carried between turns is dropped unless it precedes a function call
-        # output; its encrypted size bounds what it may cost.
-        summary = " ".join(
-            str(s.get("text", "")) for s in item.get("summary") or () if isinstance(s, Mapping)
-        )
-        enc = str(item.get("encrypted_content") or "")
-        return c.upto(0, c.text(summary) + len(enc) // 3 + 8, "reasoning items")
+        return _reasoning(c, item, kept=False)
     if kind == "item_reference":
         c.slack += 4000
         return c.approx(0, 1.0, "item references (stored server-side)")
     return c.approx(c.json(item), 0.5, f"input item {kind}")
+
+
+def _kept_reasoning(items: list[Mapping[str, Any]]) -> set[int]:
+    """Reasoning items the provider keeps: those of the current tool loop (followed by a
+    function call before the next user message). Earlier turns' reasoning is dropped."""
+    kept: set[int] = set()
+    pending: list[int] = []
+    for index, item in enumerate(items):
+        kind = item.get("type", "message")
+        if kind == "reasoning":
+            pending.append(index)
+        elif kind in ("function_call", "custom_tool_call"):
+            kept.update(pending)
+            pending = []
+        elif item.get("role") == "user":
+            pending = []
+    return kept
+
+
+def _reasoning(c: Counter, item: Mapping[str, Any], *, kept: bool) -> int:
+    # Encrypted reasoning: its size is the only proxy (recorded gpt-5.5 tool loops: ~16
+    # base64 characters a token); the most it may cost is one token per 3 characters.
+    summary = " ".join(
+        str(s.get("text", "")) for s in item.get("summary") or () if isinstance(s, Mapping)
+    )
+    enc = str(item.get("encrypted_content") or "")
+    most = c.text(summary) + len(enc) // 3 + 8
+    typical = len(enc) // REASONING_CHARS_PER_TOKEN if kept else 0
+    return c.upto(min(typical, most), most, "reasoning items")
 
 
 def embeddings_tokens(c: Counter, value: Any) -> int:
