@@ -40,7 +40,6 @@ class ModelFamily:
     responses_extra: int  # hidden tokens the responses API adds (measured, docs/tokens.md)
     known: bool
     reply_extra: int = 0  # added to the 3 reply-priming tokens (reasoning families: -1)
-    tools_extra: int = 0  # the family's hidden tool-use instructions (fitted, models.json)
 
 
 @cache
@@ -75,12 +74,7 @@ def _family(name: str, spec: Mapping[str, Any]) -> ModelFamily:
         responses_extra=int(spec.get("responses_extra", 0)),
         known=name != "unknown",
         reply_extra=int(spec.get("reply_extra", 0)),
-        tools_extra=int(_value(spec.get("tools_extra", 0))),
     )
-
-
-def _value(spec: Any) -> Any:
-    return spec["value"] if isinstance(spec, Mapping) else spec
 
 
 @cache

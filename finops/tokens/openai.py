@@ -304,7 +304,7 @@ def tools_tokens(c: Counter, fam: ModelFamily, tools: Iterable[Any], *, chat: bo
         lines.append("")
     if n_funcs:
         lines.append("} // namespace functions")
-        n = c.text("\n".join(lines)) + fam.tools_extra
+        n = c.text("\n".join(lines)) + round(K.get("tools_extra." + fam.name, 0.0))
         n += round(K["tools_base" if chat else "responses_tools_base"])
         n += round(K["tools_per_tool"] * n_funcs)
         bound = TOOLS_BOUND_VERIFIED if fam.chat_exact else TOOLS_BOUND
@@ -348,7 +348,10 @@ def _ts_props(obj: Mapping[str, Any], indent: int, root: Any) -> str:
         if desc and indent < 2:
             out.append(f"{pad}// {desc}")
         mark = "" if key in required else "?"
-        out.append(f"{pad}{key}{mark}: {_ts_type(prop, indent, root)},")
+        line = f"{pad}{key}{mark}: {_ts_type(prop, indent, root)},"
+        if "default" in prop:  # rendered as a trailing comment
+            line += f" // default: {json_text(prop['default'])}"
+        out.append(line)
     return "\n".join(out)
 
 

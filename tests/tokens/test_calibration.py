@@ -19,7 +19,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures" / "calib
 import calib
 
 # Targets: mean |relative error| on the test split (issue 14).
-TARGETS = {"openai/text": 0.02, "openai/tools": 0.05, "anthropic/text": 0.10, "anthropic/tools": 0.10}
+TARGETS = {
+    "openai/text": 0.02,
+    "openai/tools": 0.05,
+    "anthropic/text": 0.10,
+    "anthropic/tools": 0.10,
+}
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +56,9 @@ def test_bound_is_never_below_the_bill(scored: list[calib.Scored]) -> None:
 
 def test_bound_margin_is_moderate(scored: list[calib.Scored]) -> None:
     # What the guarantee costs: input_tokens_max / billed (docs/tokens.md states these).
-    ratios = sorted(s.upper / s.row.billed_input for s in scored if s.row.shape in ("text", "tools"))
+    ratios = sorted(
+        s.upper / s.row.billed_input for s in scored if s.row.shape in ("text", "tools")
+    )
     assert statistics.median(ratios) <= 1.5
     assert ratios[int(0.95 * (len(ratios) - 1))] <= 3.0
 
