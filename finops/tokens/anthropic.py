@@ -31,6 +31,7 @@ __all__ = ["TEXT_BOUND", "AnthropicGroup", "group_for", "messages_tokens"]
 
 TEXT_BOUND = 0.20  # stated relative bound of Claude text vs the calibrated o200k count
 TOOL_DEF_UPPER = 2.5
+THINKING_PROMPT_MAX = 29  # thinking={"type": "enabled"} on claude-4 (8 recorded calls)
 PARTS_BOUND = 0.25  # tools, tool blocks, thinking, schemas, images of known size
 # Documented maxima for what the request does not show (Anthropic docs: vision, PDF support,
 # server tools). An image is resized to ≤ 1.15 MP (≤ ~1600 tokens); a PDF page costs its
@@ -167,7 +168,8 @@ class _Walk:
             data = str(block.get("data") or "")
             # Encrypted: about 1 token per 3 base64 characters at most; typically far fewer.
             most = len(data) // 3 + g.thinking_block_frame
-            typical = 0 if not self.keep_thinking else len(data) // 12 + g.thinking_block_frame
+            # ~1 token per 10 characters (the recorded call: len/4 was +150%).
+            typical = 0 if not self.keep_thinking else len(data) // 10 + g.thinking_block_frame
             return c.upto(typical, most, "redacted thinking")
         if kind in (
             "web_search_tool_result",
@@ -300,10 +302,11 @@ def messages_tokens(c: Counter, body: Mapping[str, Any]) -> int:
     thinking = body.get("thinking")
     if isinstance(thinking, Mapping):
         kind = thinking.get("type")
-        if kind == "enabled":
-            total += c.approx(g.thinking_enabled, PARTS_BOUND, "thinking prompt")
-        elif kind == "adaptive":
-            total += c.approx(g.thinking_adaptive, PARTS_BOUND, "thinking prompt")
+        if kind in ("enabled", "adaptive"):
+            value = g.thinking_enabled if kind == "enabled" else g.thinking_adaptive
+            # Bounded by the largest thinking prompt measured on any group (+25%).
+            most = math.ceil(max(value, THINKING_PROMPT_MAX) * (1 + PARTS_BOUND))
+            total += c.upto(value, most, "thinking prompt")
     config = body.get("output_config")
     config = config if isinstance(config, Mapping) else {}
     fmt = config.get("format")
