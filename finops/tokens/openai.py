@@ -47,7 +47,7 @@ PDF_PAGE_MAX = 3000 + 1105  # dense text + the page image at high detail (2048x7
 RESPONSES_HIDDEN_MAX = 24
 REASONING_CHARS_PER_TOKEN = 16
 AUDIO_TOKENS_PER_S = 10  # gpt-4o audio input: ~1 token per 100 ms
-AUDIO_TOKENS_PER_S_MAX = 25
+AUDIO_TOKENS_PER_S_MAX = 50  # no recording: a wide documented-rate margin
 _PDF_PAGE = re.compile(rb"/Type\s*/Page(?!s)")
 
 
@@ -125,7 +125,7 @@ def _audio(c: Counter, data: str) -> int:
         seconds_typ = size / 16_000  # 128 kbit/s MP3
     typical = max(1, math.ceil(seconds_typ * AUDIO_TOKENS_PER_S))
     most = math.ceil(seconds_max * AUDIO_TOKENS_PER_S_MAX) + 8
-    return c.upto(typical, most, "audio (bound: 25 tokens a second)")
+    return c.upto(typical, most, "audio (bound: 50 tokens a second)")
 
 
 def _b64(text: str) -> bytes | None:

@@ -283,3 +283,26 @@ def test_unseen_media_bounded_by_documented_maxima(n: int) -> None:
     chat = {"model": "gpt-4o", "messages": [{"role": "user", "content": [url] * n or "hi"}]}
     est = estimate_request(provider="openai", endpoint="chat.completions", body=chat)
     assert est.input_tokens_max >= n * (85 + 170 * 8)  # 2048 x 768 at high detail
+
+
+def test_audio_and_task_budget_are_bounded() -> None:
+    # 2 s of 16 kHz 16-bit mono WAV: duration from the header, 50 tokens a second at most.
+    rate = 32_000
+    header = (
+        b"RIFF"
+        + struct.pack("<I", 36 + 2 * rate)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, 16_000, rate, 2, 16)
+    )
+    wav = base64.b64encode(header + b"data" + struct.pack("<I", 2 * rate) + b"\0" * 2 * rate)
+    part = {"type": "input_audio", "input_audio": {"data": wav.decode(), "format": "wav"}}
+    body = {"model": "gpt-4o-audio-preview", "messages": [{"role": "user", "content": [part]}]}
+    est = estimate_request(provider="openai", endpoint="chat.completions", body=body)
+    assert est.input_tokens >= 20 and est.input_tokens_max >= 100 and not est.exact
+    # Anthropic adds its own instructions for a task budget: estimated and bounded.
+    msgs = [{"role": "user", "content": "hi"}]
+    plain = {"model": "claude-opus-4-7", "max_tokens": 100, "messages": msgs}
+    budget = {**plain, "output_config": {"task_budget": {"type": "tokens", "total": 4000}}}
+    a = estimate_request(provider="anthropic", endpoint="messages", body=plain)
+    b = estimate_request(provider="anthropic", endpoint="messages", body=budget)
+    assert b.input_tokens_max >= a.input_tokens_max + 53 - 19  # the recorded gap
