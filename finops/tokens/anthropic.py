@@ -127,7 +127,9 @@ class _Walk:
         # Every Claude token stands for at least one UTF-8 byte: bytes cap both figures.
         size = len(value) if value.isascii() else len(value.encode())
         est = n if self.g.text_factor == 1.0 else min(size, math.ceil(n * self.g.text_factor))
-        most = min(size, math.ceil(n * self.g.text_upper)) if value.isascii() else size
+        # ASCII text: text_upper per o200k token; any other character: its UTF-8 bytes.
+        other = 0 if value.isascii() else size - len(value.encode("ascii", "ignore"))
+        most = min(size, math.ceil(n * self.g.text_upper) + other)
         c.slack += max(0, most - est)
         return est
 
