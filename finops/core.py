@@ -78,6 +78,8 @@ class FinOps:
             answer source). They run after the built-in steps that rewrite the request
             (cache lookup, routing) and before the estimate and budget reservation, so what
             they change is what gets estimated and budgeted (docs/architecture.md).
+        cache: a :class:`finops.Cache` to serve repeated (and, opt-in, equivalent) requests
+            from a cache (docs/cache.md); None (default): no caching.
         clock: returns the current time (timezone-aware); injectable for tests.
     """
 
@@ -96,6 +98,7 @@ class FinOps:
         estimate: str = "auto",
         max_call_cost: str | int | Decimal | None = None,
         steps: Iterable[Step] = (),
+        cache: Any = None,
         routing: Routing | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
@@ -142,6 +145,7 @@ class FinOps:
             budgets=self._budgets,
             max_call_cost=cap,
             extra=tuple(steps),
+            cache=cache,
             routing=routing,
         )
         self._pipeline = Pipeline(build_steps(config, env), store_content=self.store_content)

@@ -121,6 +121,62 @@ def m002_views(con: Any) -> None:
     """)
 
 
+@migration
+def m003_cache(con: Any) -> None:
+    """Cache columns (entry id, similarity, tier) and the ``savings_by_cause`` view."""
+    for name in ("cache_entry_id", "cache_similarity", "cache_tier"):
+        con.execute(f"ALTER TABLE calls ADD COLUMN IF NOT EXISTS {name} {COLUMN_TYPES[name]}")
+    con.execute("""
+        CREATE VIEW savings_by_cause AS
+        SELECT CAST(timezone('UTC', ts_start) AS DATE) AS day,
+               'cache' AS cause, cache_status AS detail,
+               coalesce(served_model, requested_model) AS model,
+               count(DISTINCT call_id) AS calls,
+               coalesce(sum(cost_total), 0) AS cost,
+               coalesce(sum(counterfactual_cost), 0) AS counterfactual_cost,
+               coalesce(sum(counterfactual_cost - coalesce(cost_total, 0)), 0) AS saved
+        FROM calls WHERE status = 'cache_hit'
+        GROUP BY ALL
+    """)
+
+
+@migration
+def m004_routing(con: Any) -> None:
+    """Routing columns (score, policy, router CPU time, estimated counterfactual);
+    ``savings_by_cause`` gains the ``routing`` cause beside ``cache`` (same columns first,
+    then whether the counterfactual was estimated and the router's CPU time)."""
+    for name in ("route_score", "route_policy", "route_cpu_us", "counterfactual_estimated"):
+        con.execute(f"ALTER TABLE calls ADD COLUMN IF NOT EXISTS {name} {COLUMN_TYPES[name]}")
+    con.execute("DROP VIEW IF EXISTS savings_by_cause")
+    con.execute("""
+        CREATE VIEW savings_by_cause AS
+        SELECT CAST(timezone('UTC', ts_start) AS DATE) AS day,
+               'cache' AS cause, cache_status AS detail,
+               coalesce(served_model, requested_model) AS model,
+               count(DISTINCT call_id) AS calls,
+               coalesce(sum(cost_total), 0) AS cost,
+               coalesce(sum(counterfactual_cost), 0) AS counterfactual_cost,
+               coalesce(sum(counterfactual_cost - coalesce(cost_total, 0)), 0) AS saved,
+               bool_or(coalesce(counterfactual_estimated, false)) AS estimated,
+               sum(route_cpu_us) AS router_cpu_us
+        FROM calls WHERE status = 'cache_hit'
+        GROUP BY ALL
+        UNION ALL
+        SELECT CAST(timezone('UTC', ts_start) AS DATE) AS day,
+               'routing' AS cause, requested_model AS detail,
+               coalesce(served_model, requested_model) AS model,
+               count(DISTINCT call_id) AS calls,
+               coalesce(sum(cost_total), 0) AS cost,
+               coalesce(sum(counterfactual_cost), 0) AS counterfactual_cost,
+               coalesce(sum(counterfactual_cost - coalesce(cost_total, 0)), 0) AS saved,
+               bool_or(coalesce(counterfactual_estimated, false)) AS estimated,
+               sum(route_cpu_us) AS router_cpu_us
+        FROM calls
+        WHERE route_decision LIKE 'route:%' AND status IN ('ok', 'cancelled', 'error')
+        GROUP BY ALL
+    """)
+
+
 def migrate(con: Any) -> list[str]:
     """Bring the ledger schema up to date; returns the names applied now."""
     con.execute(
@@ -149,28 +205,3 @@ def migrate(con: Any) -> list[str]:
             raise MigrationError(f"ledger migration {name} failed: {exc}") from exc
         applied.append(name)
     return applied
-
-
-@migration
-def m003_routing(con: Any) -> None:
-    """Routing columns (score, policy, router CPU time, estimated counterfactual) and the
-    ``savings_by_cause`` view: what routing (and the cache) saved, by day and model."""
-    for name in ("route_score", "route_policy", "route_cpu_us", "counterfactual_estimated"):
-        con.execute(f"ALTER TABLE calls ADD COLUMN IF NOT EXISTS {name} {COLUMN_TYPES[name]}")
-    con.execute(f"""
-        CREATE OR REPLACE VIEW savings_by_cause AS
-        SELECT CAST(timezone('UTC', ts_start) AS DATE) AS day,
-               CASE WHEN status = 'cache_hit' OR cache_status = 'hit' THEN 'cache'
-                    WHEN route_decision LIKE 'route:%' THEN 'routing' END AS cause,
-               requested_model, served_model,
-               count(DISTINCT call_id) AS calls,
-               coalesce(sum(counterfactual_cost), 0) AS counterfactual_cost,
-               coalesce(sum(cost_total), 0) AS cost,
-               coalesce(sum(counterfactual_cost - cost_total), 0) AS saved,
-               bool_or(coalesce(counterfactual_estimated, false)) AS estimated,
-               sum(route_cpu_us) AS router_cpu_us
-        FROM calls
-        WHERE {_SPEND}
-          AND (status = 'cache_hit' OR cache_status = 'hit' OR route_decision LIKE 'route:%')
-        GROUP BY ALL
-    """)

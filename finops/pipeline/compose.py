@@ -33,7 +33,8 @@ class StepConfig:
     budgets: BudgetManager | None = None
     max_call_cost: Decimal | None = None
     extra: tuple[Step, ...] = ()  # the user's own steps (FinOps(steps=[...]))
-    routing: Any = None  # finops.routing.Routing, when routing is configured
+    cache: Any = None  # finops.Cache (issue 11)
+    routing: Any = None  # finops.Routing (issue 12)
 
 
 def build_steps(config: StepConfig, env: StepEnv) -> list[Step]:
@@ -52,7 +53,7 @@ def build_steps(config: StepConfig, env: StepEnv) -> list[Step]:
         StreamUsageStep(),
         _guard(config, env),
         # loop breaker (finops/loops/)   — a later issue
-        # cache lookup (finops/cache/)   — issue 11
+        _cache(config),
         _route(config, env),
         *config.extra,
         estimator if config.estimate != "off" or config.budgets is not None else None,
@@ -76,14 +77,20 @@ def _guard(config: StepConfig, env: StepEnv) -> Step | None:
     return UnknownModelGuard(env.pricebook)
 
 
+def _cache(config: StepConfig) -> Step | None:
+    if config.cache is None:
+        return None
+    from finops.cache.step import build
+
+    return build(config.cache)
+
+
 def _budget(config: StepConfig, env: StepEnv, estimator: Any) -> Step | None:
     if config.budgets is None:
         return None
     from finops.budgets.step import BudgetStep
 
     return BudgetStep(config.budgets, estimator=estimator, ledger=env.ledger, clock=env.clock)
-
-
 
 
 def _route(config: StepConfig, env: StepEnv) -> Step | None:
