@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--alpha", type=float, default=12.0, help="ridge penalty (shipped: 12)")
+    parser.add_argument("--alpha", type=float, default=30.0, help="ridge penalty (shipped: 30)")
     parser.add_argument("--only", default="", help="comma list of splits to run")
     args = parser.parse_args()
     started = time.perf_counter()

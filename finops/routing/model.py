@@ -246,7 +246,7 @@ def train(
     *,
     seed: int = 0,
     bits: int = 18,
-    alpha: float = 12.0,
+    alpha: float = 30.0,
     iters: int = 40,
     refit_iters: int = 15,
     holdout: float = 0.2,
