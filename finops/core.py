@@ -64,6 +64,9 @@ class FinOps:
             before it is sent, :class:`finops.UnknownModelError`) or ``"fallback:<model>"``.
         store_content: store prompt and response text on ledger rows (default False: only a
             SHA-256 of the request body is stored).
+        providers: host → price provider rules for ``base_url`` hosts finops does not know
+            (``{"my-gateway.internal": "groq", "localhost:8000": "self_hosted"}``; ``"*"``
+            sets the policy for other unknown hosts), see ``docs/providers.md``.
         clock: returns the current time (timezone-aware); injectable for tests.
     """
 
@@ -80,6 +83,7 @@ class FinOps:
         budget_store: str = "memory",
         on_budget_warn: Callable[..., None] | None = None,
         estimate: str = "auto",
+        providers: Mapping[str, str] | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         from finops.ledger import Ledger
@@ -97,6 +101,7 @@ class FinOps:
         self._overrides = price_overrides
         self._pricebook: PriceBook | None = None
         self._pricebook_lock = threading.Lock()
+        self._hosts = _host_map(providers, self.pricebook) if providers is not None else None
         if isinstance(ledger, Ledger):
             self.ledger = ledger
             self._owns_ledger = False
@@ -156,6 +161,7 @@ class FinOps:
             "store_content",
             "budget_store",
             "estimate",
+            "providers",
         }
         unknown = set(settings) - allowed
         if unknown:
@@ -529,6 +535,12 @@ def _warm_tokenizer() -> None:
         get_encoding("o200k_base")
     except Exception as exc:  # estimates will report the problem on first use
         log.debug("finops: tokenizer warm-up failed: %r", exc)
+
+
+def _host_map(providers: Mapping[str, str], book: Callable[[], PriceBook]) -> Any:
+    from finops.providers.hosts import HostMap, known_price_providers
+
+    return HostMap(providers, known_providers=known_price_providers(book()))
 
 
 def hook_price_provider(hook: ClientHook) -> str | None:

@@ -26,6 +26,7 @@ from finops.errors import MeteringWarning, UnknownModelWarning
 from finops.intercept.calls import HEADER, CallContext, CallRegistry
 from finops.ledger.row import LedgerRow
 from finops.providers import Parsed, StreamWatcher, adapter_for, classify
+from finops.providers.hosts import HostRoute, amend_row, price_on_host
 from finops.usage import TOKEN_FIELDS, Usage
 
 if TYPE_CHECKING:
@@ -86,15 +87,24 @@ class Meter:
         self._on_attempt = on_attempt
         self._on_call_end = on_call_end
 
-    def hook(self, provider: str, *, api_url: str | None, price_provider: str | None) -> ClientHook:
+    def hook(
+        self,
+        provider: str,
+        *,
+        api_url: str | None,
+        price_provider: str | None,
+        host: HostRoute | None = None,
+    ) -> ClientHook:
         """The transport hook for one wrapped client."""
-        return ClientHook(self, provider, api_url=api_url, price_provider=price_provider)
+        return ClientHook(self, provider, api_url=api_url, price_provider=price_provider, host=host)
 
     # -- pricing -------------------------------------------------------------------------
     def price(self, ctx: CallContext, model: str | None, usage: Usage, at: datetime) -> PricedCost:
         """Price usage at the given time under this FinOps' unknown-model policy."""
-        return self._pricebook().price(
-            provider=ctx.price_provider,
+        return price_on_host(
+            self._pricebook(),
+            ctx.host,
+            wire_provider=ctx.price_provider,
             model=model or "",
             usage=usage,
             at=at,
@@ -153,15 +163,22 @@ class Meter:
 class ClientHook:
     """The :class:`~finops.intercept.transport.AttemptHook` of one wrapped client."""
 
-    __slots__ = ("_api_url", "_meter", "_price_provider", "_provider")
+    __slots__ = ("_api_url", "_host", "_meter", "_price_provider", "_provider")
 
     def __init__(
-        self, meter: Meter, provider: str, *, api_url: str | None, price_provider: str | None
+        self,
+        meter: Meter,
+        provider: str,
+        *,
+        api_url: str | None,
+        price_provider: str | None,
+        host: HostRoute | None = None,
     ) -> None:
         self._meter = meter
         self._provider = provider
         self._api_url = api_url
         self._price_provider = price_provider
+        self._host = host
 
     def begin(self, request: httpx2.Request) -> MeteredAttempt | None:
         """Meter generation endpoints; pass everything else (models.list, files...) through."""
@@ -197,6 +214,7 @@ class ClientHook:
             tags=current_tags(),
             price_provider=self._price_provider,
             api_url=self._api_url,
+            host=self._host,
             service_tier=body.get("service_tier")
             if isinstance(body.get("service_tier"), str)
             else None,
@@ -209,6 +227,7 @@ class ClientHook:
             provider=self._provider,
             price_provider=self._price_provider,
             api_url=self._api_url,
+            host=self._host,
             **fields,
         )
         self._meter.registry.add(ctx)
@@ -352,6 +371,7 @@ class MeteredAttempt:
             _warn(f"could not price call {ctx.call_id}: {exc}")
             return row
         _fill_cost(row, cost)
+        amend_row(row, ctx.host, parsed, cost)
         if cost.status == "unknown_model":
             self._meter.warn_unknown(parsed.served_model or ctx.requested_model)
         return row

@@ -35,6 +35,7 @@ class CallContext:
     tags: Mapping[str, str]
     price_provider: str | None = None  # price-table provider (None: resolve from the model)
     api_url: str | None = None
+    host: Any = None  # finops.providers.hosts.HostRoute: who served it, how it is priced
     strip_usage_chunk: bool = False  # finops injected include_usage: hide that chunk
     service_tier: str | None = None
     estimate: Any = None  # finops.tokens.Estimate, when known

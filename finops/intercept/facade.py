@@ -29,6 +29,7 @@ import httpx2
 
 from finops.intercept.calls import HEADER, CallContext
 from finops.intercept.transport import AsyncMeteringTransport, MeteringTransport
+from finops.providers.hosts import HostMap, HostRoute
 
 if TYPE_CHECKING:
     from finops.core import FinOps
@@ -58,21 +59,6 @@ _ANTHROPIC_METHODS: tuple[tuple[str, str, str, str], ...] = (
     ("messages", "stream", "messages", "deferred"),
 )
 
-# Hosts of OpenAI-compatible APIs whose prices live under another provider id.
-_HOST_PROVIDERS: tuple[tuple[str, str], ...] = (
-    ("api.openai.com", "openai"),
-    ("openai.azure.com", "azure"),
-    ("api.deepseek.com", "deepseek"),
-    ("api.mistral.ai", "mistral"),
-    ("generativelanguage.googleapis.com", "google"),
-    ("api.groq.com", "groq"),
-    ("api.x.ai", "x-ai"),
-    ("api.together.xyz", "together"),
-    ("api.fireworks.ai", "fireworks"),
-    ("openrouter.ai", "openrouter"),
-    ("api.anthropic.com", "anthropic"),
-)
-
 
 def _sdk(client: object) -> tuple[str, Any]:
     root = type(client).__module__.split(".")[0]
@@ -84,13 +70,17 @@ def _sdk(client: object) -> tuple[str, Any]:
     return root, importlib.import_module(root)
 
 
-def _price_provider(wire: str, base_url: str) -> str | None:
-    host = httpx2.URL(base_url).host
-    for suffix, provider in _HOST_PROVIDERS:
-        if host == suffix or host.endswith("." + suffix):
-            return provider
-    # Unknown host (local server, gateway, self-hosted): a known model id still resolves.
-    return wire if host in ("127.0.0.1", "localhost", "::1") else None
+def _host_route(fo: FinOps, wire: str, base_url: str) -> HostRoute:
+    """Who serves calls on ``base_url`` and which price table applies (providers/hosts.py)."""
+    hosts = getattr(fo, "_hosts", None)
+    if not isinstance(hosts, HostMap):
+        hosts = _default_hosts()
+    return hosts.route(base_url, wire=wire)
+
+
+@functools.lru_cache(maxsize=1)
+def _default_hosts() -> HostMap:
+    return HostMap()
 
 
 def wrap_client(fo: FinOps, client: C) -> C:
@@ -98,9 +88,8 @@ def wrap_client(fo: FinOps, client: C) -> C:
     wire, sdk = _sdk(client)
     is_async = isinstance(client, (sdk.AsyncOpenAI if wire == "openai" else sdk.AsyncAnthropic))
     base_url = str(getattr(client, "base_url", ""))
-    hook = fo._meter.hook(
-        wire, api_url=base_url or None, price_provider=_price_provider(wire, base_url)
-    )
+    route = _host_route(fo, wire, base_url)
+    hook = fo._meter.hook(wire, api_url=base_url or None, price_provider=route.label, host=route)
     # The SDK's current httpx2 client. Read only: it is handed to the new transport as the
     # thing to send through when the application configured it itself.
     existing = getattr(client, "_client", None)

@@ -87,3 +87,7 @@ class LedgerRow:
     prompt_text: str | None = None  # only with store_content=True
     response_text: str | None = None  # only with store_content=True
     finops_error: str | None = None  # what went wrong inside finops while metering, if anything
+
+    # what the host itself reported (OpenRouter usage.cost), beside finops' own cost
+    host_cost: Decimal | None = None
+    host_cost_detail: str | None = None  # why it differs: byok, plugin fees, ...

@@ -12,9 +12,11 @@ add up: the row is flagged with ``mismatch`` and the component is recorded as 0.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from finops.providers.base import Parsed, as_int, load_json, mapping, sse_data
+from finops.providers.hosts import host_cost
 from finops.usage import Usage
 
 __all__ = ["ChatAdapter", "EmbeddingsAdapter", "ResponsesAdapter", "normalize_usage"]
@@ -101,12 +103,17 @@ class ChatAdapter:
             content = message.get("content")
             if isinstance(content, str):
                 text_parts.append(content)
+        if not isinstance(usage_raw, Mapping):  # old Groq: usage only under x_groq
+            usage_raw = mapping(body.get("x_groq")).get("usage")
+        cost, detail = host_cost(usage_raw) if isinstance(usage_raw, Mapping) else (None, None)
         return Parsed(
             usage=normalize_usage(usage_raw) if isinstance(usage_raw, Mapping) else None,
             served_model=body.get("model") if isinstance(body.get("model"), str) else None,
             service_tier=_tier(body.get("service_tier")),
             output_text="".join(text_parts),
             error_message=_error_message(body),
+            host_cost=cost,
+            host_cost_detail=detail,
         )
 
     def stream_watcher(self, *, strip_usage_chunk: bool) -> _ChatStream:
@@ -122,7 +129,7 @@ class _ChatStream:
     produced so far for an estimate.
     """
 
-    __slots__ = ("_blocks", "_model", "_strip", "_tier", "_usage", "done")
+    __slots__ = ("_blocks", "_cost", "_model", "_strip", "_tier", "_usage", "done")
 
     def __init__(self, strip_usage_chunk: bool) -> None:
         self._strip = strip_usage_chunk
@@ -130,6 +137,7 @@ class _ChatStream:
         self._model: str | None = None
         self._tier: str | None = None
         self._usage: Usage | None = None
+        self._cost: tuple[Decimal | None, str | None] = (None, None)
         self.done = False
 
     def on_event(self, block: bytes) -> bool:
@@ -152,8 +160,14 @@ class _ChatStream:
             self._model = chunk["model"]
             self._tier = _tier(chunk.get("service_tier"))
         usage_raw = chunk.get("usage")
-        if isinstance(usage_raw, Mapping):
+        if not isinstance(usage_raw, Mapping):
+            # Groq streams (before include_usage) carry usage only in x_groq.usage
+            usage_raw = mapping(chunk.get("x_groq")).get("usage")
+            if isinstance(usage_raw, Mapping):
+                self._usage = normalize_usage(usage_raw)
+        else:
             self._usage = normalize_usage(usage_raw)
+            self._cost = host_cost(usage_raw)
             if self._strip and not chunk.get("choices"):
                 return False
         self._blocks.append(block)
@@ -179,6 +193,8 @@ class _ChatStream:
             service_tier=self._tier,
             output_text="".join(text) if text else None,
             complete=self.done and self._usage is not None,
+            host_cost=self._cost[0],
+            host_cost_detail=self._cost[1],
         )
 
 
@@ -208,12 +224,15 @@ class ResponsesAdapter:
                         text.append(part["text"])
         if usage is not None and tools:
             usage = Usage(**{**_fields(usage), "server_tool_requests": tools})
+        cost, detail = host_cost(usage_raw) if isinstance(usage_raw, Mapping) else (None, None)
         return Parsed(
             usage=usage,
             served_model=body.get("model") if isinstance(body.get("model"), str) else None,
             service_tier=_tier(body.get("service_tier")),
             output_text="".join(text),
             error_message=_error_message(body),
+            host_cost=cost,
+            host_cost_detail=detail,
         )
 
     def stream_watcher(self, *, strip_usage_chunk: bool) -> _ResponsesStream:
