@@ -83,7 +83,7 @@ class FinOps:
         budget_store: str = "memory",
         on_budget_warn: Callable[..., None] | None = None,
         estimate: str = "auto",
-        providers: Mapping[str, str] | None = None,
+        providers: Mapping[str, Any] | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         from finops.ledger import Ledger
@@ -537,7 +537,7 @@ def _warm_tokenizer() -> None:
         log.debug("finops: tokenizer warm-up failed: %r", exc)
 
 
-def _host_map(providers: Mapping[str, str], book: Callable[[], PriceBook]) -> Any:
+def _host_map(providers: Mapping[str, Any], book: Callable[[], PriceBook]) -> Any:
     from finops.providers.hosts import HostMap, known_price_providers
 
     return HostMap(providers, known_providers=known_price_providers(book()))

@@ -154,6 +154,16 @@ class HostRoute:
     fallback: str = _GUESS
     self_hosted: bool = False
     path: str = ""
+    #: Azure-style deployment names → the model they serve (used when the response does
+    #: not name the model, and for the requested model before the call).
+    deployments: tuple[tuple[str, str], ...] = ()
+
+    def model_for(self, name: str) -> str:
+        """The model a deployment name stands for (the name itself if not mapped)."""
+        for deployment, model in self.deployments:
+            if deployment == name:
+                return model
+        return name
 
     @property
     def known(self) -> bool:
@@ -164,7 +174,7 @@ class HostRoute:
         """(price provider, model id to price) for one call; ``tables(pid)`` says whether a
         price table ``pid`` exists. Family hosts choose per call; others are fixed."""
         if self.family is None:
-            return self.provider, model
+            return self.provider, self.model_for(model) if self.deployments else model
         # Hugging Face router: /<provider>/v1/... or model "org/name:<provider>"
         base, sep, suffix = model.rpartition(":")
         data = load_host_data()
@@ -190,13 +200,13 @@ class HostMap:
 
     def __init__(
         self,
-        providers: Mapping[str, str] | None = None,
+        providers: Mapping[str, Any] | None = None,
         *,
         known_providers: frozenset[str] | None = None,
         data: HostData | None = None,
     ) -> None:
         self._data = data or load_host_data()
-        self._user: list[tuple[str, str, str]] = []  # (kind, key, provider)
+        self._user: list[tuple[str, str, str, tuple[tuple[str, str], ...]]] = []
         self._fallback = _GUESS
         self._fallback_provider: str | None = None
         if providers is None:
@@ -206,7 +216,8 @@ class HostMap:
                 "providers= must be a mapping of host -> price provider, e.g. "
                 '{"my-gateway.internal": "groq"}'
             )
-        for key, value in providers.items():
+        for key, spec in providers.items():
+            value, deployments = _spec(key, spec)
             if not isinstance(key, str) or not isinstance(value, str) or not key or not value:
                 raise ConfigError(
                     f"providers={{{key!r}: {value!r}}}: keys are hosts (or host:port, "
@@ -223,13 +234,13 @@ class HostMap:
             self._check(key, value, known_providers)
             k = key.strip().lower()
             if "/" in k:
-                self._user.append(("prefix", k.rstrip("/"), value))
+                self._user.append(("prefix", k.rstrip("/"), value, deployments))
             elif k.startswith("*."):
-                self._user.append(("suffix", k[2:], value))
+                self._user.append(("suffix", k[2:], value, deployments))
             elif k.startswith("."):
-                self._user.append(("suffix", k[1:], value))
+                self._user.append(("suffix", k[1:], value, deployments))
             else:
-                self._user.append(("host", k, value))
+                self._user.append(("host", k, value, deployments))
 
     def _check(self, key: str, value: str, known: frozenset[str] | None) -> None:
         if known is None or value in known or value in self._data.self_hosted:
@@ -248,7 +259,7 @@ class HostMap:
         path = parts.path or ""
         full = f"{host}:{port}" if port else host
         url = base_url.lower().rstrip("/")
-        for kind, key, provider in self._user:
+        for kind, key, provider, deployments in self._user:
             hit = (
                 (kind == "host" and key in (host, full))
                 or (kind == "suffix" and (host == key or host.endswith("." + key)))
@@ -265,6 +276,7 @@ class HostMap:
                     rule="user",
                     self_hosted=provider in self._data.self_hosted,
                     path=path,
+                    deployments=deployments,
                 )
         for rule in self._data.rules:
             if rule.matches(host):
@@ -290,6 +302,22 @@ class HostMap:
         return HostRoute(
             host=full, label=full, provider=None, rule="unknown", fallback=self._fallback
         )
+
+
+def _spec(key: object, spec: object) -> tuple[object, tuple[tuple[str, str], ...]]:
+    """A ``providers=`` value: ``"groq"`` or ``{"provider": "azure", "deployments": {...}}``."""
+    if not isinstance(spec, Mapping):
+        return spec, ()
+    unknown = set(spec) - {"provider", "deployments"}
+    deployments = spec.get("deployments") or {}
+    if unknown or not isinstance(deployments, Mapping):
+        raise ConfigError(
+            f"providers[{key!r}]: a rule is a provider id or "
+            f'{{"provider": "azure", "deployments": {{"my-deployment": "gpt-4o"}}}}'
+            + (f"; unknown keys {sorted(unknown)}" if unknown else "")
+        )
+    pairs = tuple((str(d), str(m)) for d, m in deployments.items())
+    return spec.get("provider"), pairs
 
 
 def _family_label(rule: _Rule, path: str) -> str:

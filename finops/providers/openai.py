@@ -156,7 +156,7 @@ class _ChatStream:
             self.done = True
             return True
         chunk = mapping(load_json(data))
-        if self._model is None and isinstance(chunk.get("model"), str):
+        if self._model is None and isinstance(chunk.get("model"), str) and chunk["model"]:
             self._model = chunk["model"]
             self._tier = _tier(chunk.get("service_tier"))
         usage_raw = chunk.get("usage")

@@ -215,3 +215,17 @@ def test_old_groq_usage_in_x_groq() -> None:
     result = watcher.result()
     assert result.complete and result.usage is not None
     assert (result.usage.input_tokens, result.usage.output_tokens) == (21, 5)
+
+
+def test_azure_stream_opening_with_an_empty_model() -> None:
+    watcher = ChatAdapter().stream_watcher(strip_usage_chunk=True)
+    usage = {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}
+    events = [
+        {"model": "", "choices": [], "prompt_filter_results": []},
+        {"model": "gpt-4o-2024-11-20", "choices": [{"delta": {"content": "hi"}}]},
+        {"model": "gpt-4o-2024-11-20", "choices": [], "usage": usage},
+    ]
+    kept = [watcher.on_event(b"data: " + json.dumps(e).encode()) for e in events]
+    watcher.on_event(b"data: [DONE]")
+    assert kept == [True, True, False]
+    assert watcher.result().served_model == "gpt-4o-2024-11-20"
