@@ -480,3 +480,26 @@ def amend_row(row: LedgerRow, route: HostRoute | None, parsed: Parsed, cost: Pri
 def known_price_providers(book: PriceBook) -> frozenset[str]:
     """The provider ids that have a price table (for checking ``providers=`` mappings)."""
     return frozenset(book.provider_ids())
+
+
+def has_price(book: PriceBook, route: HostRoute | None, model: str, provider: str | None) -> bool:
+    """Whether a call for ``model`` through ``route`` would be priced (the pre-call guard of
+    ``unknown_model="raise"``): deployment names map to their model, family hosts pick
+    their table, self-hosted servers are free, unknown hosts follow the fallback policy."""
+    if route is None:
+        return book.resolve(model=model, provider=provider) is not None
+    pid, name = route.pick(model, book.has_provider)
+    if route.self_hosted:
+        return True
+    if pid is not None:
+        return book.resolve(model=name, provider=pid) is not None
+    if route.family is not None:
+        return any(
+            p.startswith(route.family) and book.resolve(model=name, provider=p) is not None
+            for p in book.provider_ids()
+        )
+    if route.known:
+        return book.has_provider(route.label) and (
+            book.resolve(model=name, provider=route.label) is not None
+        )
+    return route.fallback != _NONE and book.resolve(model=name) is not None

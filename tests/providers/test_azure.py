@@ -106,3 +106,21 @@ async def test_async_azure_and_v1_endpoint(
 def test_bad_deployment_rule_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="deployments"):
         finops.FinOps(ledger=":memory:", providers={"x.openai.azure.com": {"deploy": {}}})  # type: ignore[dict-item]
+
+
+def test_raise_policy_knows_deployments(ledger_path: Path, redirect: httpx2.Client) -> None:
+    providers = {
+        "my-res.openai.azure.com": {"provider": "azure", "deployments": {"prod": "gpt-4o"}}
+    }
+    with finops.FinOps(ledger=ledger_path, providers=providers, unknown_model="raise") as fo:
+        client = fo.wrap(
+            openai.AzureOpenAI(
+                api_key="k", azure_endpoint=ENDPOINT, api_version="2024-10-21", http_client=redirect
+            )
+        )
+        client.chat.completions.create(model="prod", messages=[{"role": "user", "content": "hi"}])
+        with pytest.raises(finops.UnknownModelError):
+            client.chat.completions.create(
+                model="unmapped-deployment", messages=[{"role": "user", "content": "hi"}]
+            )
+        assert len(rows(fo)) == 1

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 import finops
-from finops.pricing import PriceBook, _match, default_tables_dir
+from finops.pricing import PriceBook, default_tables_dir
+from finops.pricing.match import match_clause
 from finops.usage import Usage
 
 genai_prices = pytest.importorskip("genai_prices")
@@ -33,7 +34,7 @@ def _models(provider: str, limit: int) -> list[str]:
         if (
             "input_mtok" in prices
             and "output_mtok" in prices
-            and _match(model["match"], model["id"])
+            and match_clause(model["match"], model["id"])
         ):
             picked.append(model["id"])
         if len(picked) == limit:

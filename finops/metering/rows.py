@@ -1,0 +1,100 @@
+"""Building ledger rows: ids, usage and cost fields, and the row of a refused call."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from finops.ledger.row import LedgerRow
+from finops.usage import TOKEN_FIELDS, Usage
+
+if TYPE_CHECKING:
+    from finops.pipeline.call import Call
+    from finops.pricing.book import PricedCost
+
+__all__ = ["clip", "fill_cost", "fill_usage", "join", "new_id", "refused_row", "row_tokens"]
+
+_MAX_ERROR_TEXT = 500
+
+
+def new_id() -> str:
+    """A random 128-bit hex id (cheaper than uuid4().hex, same entropy)."""
+    return os.urandom(16).hex()
+
+
+def refused_row(
+    call: Call,
+    *,
+    error_type: str,
+    reason: str,
+    would_cost: Decimal | None,
+    now: datetime,
+) -> LedgerRow:
+    """The row of a call a step refused before anything was sent (status ``blocked``).
+
+    It costs nothing (``cost_total`` 0); what it would have cost at worst is kept in
+    ``counterfactual_cost``. The fields the steps wrote so far (``call.row``: the estimate,
+    budget flags) are on it too.
+    """
+    row = LedgerRow(
+        row_id=new_id(),
+        call_id=call.call_id,
+        attempt=0,
+        ts_start=now,
+        ts_end=now,
+        latency_ms=0.0,
+        provider=call.price_provider or call.provider,
+        endpoint=call.endpoint,
+        status="blocked",
+        requested_model=call.requested_model,
+        stream=call.stream,
+        error_type=error_type,
+        error_message=clip(reason),
+        cost_total=Decimal(0),
+        counterfactual_cost=would_cost,
+        tags=dict(call.tags),
+    )
+    for name, value in call.row.items():
+        setattr(row, name, value)
+    return row
+
+
+def row_tokens(row: LedgerRow) -> int:
+    """All tokens of a row (input, cached, output, reasoning, audio)."""
+    return sum(getattr(row, name) or 0 for name in TOKEN_FIELDS)
+
+
+def fill_usage(row: LedgerRow, usage: Usage) -> None:
+    """Copy normalized usage onto a row."""
+    for name in TOKEN_FIELDS:
+        setattr(row, name, getattr(usage, name))
+    row.server_tool_requests = dict(usage.server_tool_requests)
+    row.usage_estimated = usage.estimated
+    row.usage_mismatch = usage.mismatch
+
+
+def fill_cost(row: LedgerRow, cost: PricedCost) -> None:
+    """Copy a priced cost onto a row (``counterfactual_cost`` starts equal to the cost)."""
+    row.cost_input = cost.input
+    row.cost_cache_read = cost.cache_read
+    row.cost_cache_write = cost.cache_write
+    row.cost_output = cost.output
+    row.cost_tools = cost.tools
+    row.cost_steps = cost.steps
+    row.cost_total = cost.total
+    row.counterfactual_cost = cost.total
+    row.currency = cost.currency
+    row.price_version = cost.price_version
+    row.pricing_status = cost.status
+
+
+def clip(text: str) -> str:
+    """Error text cut to a size fit for a ledger column."""
+    return text if len(text) <= _MAX_ERROR_TEXT else text[: _MAX_ERROR_TEXT - 1] + "…"
+
+
+def join(first: str | None, second: str) -> str:
+    """Append a problem to a row's ``finops_error`` text."""
+    return second if not first else f"{first}; {second}"
