@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from finops.devserver import _anthropic, _openai
+from finops.devserver import _anthropic, _gemini, _openai
 from finops.devserver._reply import Reply, anthropic_error, dumps, openai_error
 from finops.devserver._synth import PrefixCache
 from finops.devserver.faults import Fault
@@ -66,6 +66,8 @@ class _State:
 
 def _route(path: str) -> tuple[_Endpoint | None, bool]:
     """(endpoint, speaks Anthropic) for a POST path."""
+    if _gemini.handles(path):
+        return (lambda body, cache, usage: _gemini.reply(path, body, usage)), False
     if path.endswith("/chat/completions"):
         return _openai.chat, False
     if path.endswith("/responses"):

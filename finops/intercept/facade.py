@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx2
 
 from finops.intercept.calls import HEADER, Call
+from finops.intercept.google import is_genai_client, wrap_genai
 from finops.intercept.transport import AsyncMeteringTransport, MeteringTransport
-from finops.providers.hosts import HostMap, HostRoute
+from finops.providers.hosts import HostMap, route_for
 
 if TYPE_CHECKING:
     from finops.metering import ClientHook, Meter
@@ -63,20 +64,10 @@ def _sdk(client: object) -> tuple[str, Any]:
     root = type(client).__module__.split(".")[0]
     if root not in ("openai", "anthropic"):
         raise TypeError(
-            f"finops can wrap openai.OpenAI/AsyncOpenAI and anthropic.Anthropic/AsyncAnthropic "
-            f"clients (or subclasses); got {type(client).__qualname__} from {root!r}"
+            f"finops can wrap openai.OpenAI/AsyncOpenAI, anthropic.Anthropic/AsyncAnthropic "
+            f"and google.genai.Client clients (or subclasses); got {type(client).__qualname__} from {root!r}"
         )
     return root, importlib.import_module(root)
-
-
-def _host_route(hosts: HostMap | None, wire: str, base_url: str) -> HostRoute:
-    """Who serves calls on ``base_url`` and which price table applies (providers/hosts.py)."""
-    return (hosts or _default_hosts()).route(base_url, wire=wire)
-
-
-@functools.lru_cache(maxsize=1)
-def _default_hosts() -> HostMap:
-    return HostMap()
 
 
 def wrap_client(
@@ -88,10 +79,12 @@ def wrap_client(
     HTTP attempt into a ledger row; ``hosts`` says which provider serves the client's
     ``base_url`` (default: the shipped host map, ``finops/providers/hosts.py``).
     """
+    if is_genai_client(client):
+        return wrap_genai(client, meter=meter, pipeline=pipeline, hosts=hosts)
     wire, sdk = _sdk(client)
     is_async = isinstance(client, (sdk.AsyncOpenAI if wire == "openai" else sdk.AsyncAnthropic))
     base_url = str(getattr(client, "base_url", ""))
-    route = _host_route(hosts, wire, base_url)
+    route = route_for(hosts, wire, base_url)
     hook = meter.hook(wire, api_url=base_url or None, price_provider=route.label, host=route)
     # The SDK's current httpx2 client. Read only: it is handed to the new transport as the
     # thing to send through when the application configured it itself.

@@ -58,6 +58,7 @@ __all__ = [
     "host_cost",
     "load_host_data",
     "price_on_host",
+    "route_for",
 ]
 
 _DATA = Path(__file__).resolve().parent / "data" / "hosts.json"
@@ -503,3 +504,13 @@ def has_price(book: PriceBook, route: HostRoute | None, model: str, provider: st
             book.resolve(model=name, provider=route.label) is not None
         )
     return route.fallback != _NONE and book.resolve(model=name) is not None
+
+
+@lru_cache(maxsize=1)
+def _default_hosts() -> HostMap:
+    return HostMap()
+
+
+def route_for(hosts: HostMap | None, wire: str, base_url: str) -> HostRoute:
+    """The route of a client on ``base_url`` (``hosts``: the user's map, else the shipped)."""
+    return (hosts or _default_hosts()).route(base_url, wire=wire)

@@ -32,7 +32,9 @@ log = logging.getLogger("finops")
 #: the hot path, else takes the cheap bound; ``off`` estimates only when a budget needs it.
 ESTIMATE_MODES = ("auto", "exact", "bound", "off")
 _SMALL_REQUEST_CHARS = 16_000
-_CONTENT_KEYS = ("messages", "input", "system", "instructions", "tools")
+_CONTENT_KEYS = ("messages", "input", "system", "instructions", "tools", "contents", "config")
+#: Wires with an offline tokenizer; others (Gemini) get the UTF-8 byte bound.
+_TOKENIZED = ("openai", "anthropic")
 
 
 def check_mode(mode: str) -> str:
@@ -82,6 +84,8 @@ class EstimateStep(Step):
     def estimate(self, call: Call) -> Estimate | None:
         """The estimate of ``call`` as it stands; None only when nothing needs one."""
         kwargs = call.kwargs
+        if call.provider not in _TOKENIZED:
+            return _fallback_estimate(self._pricebook(), call.provider, kwargs, self._clock())
         try:
             from finops.tokens.estimate import estimate_request
 
@@ -138,10 +142,18 @@ def _fallback_estimate(
         if key in kwargs:
             size += len(json.dumps(kwargs[key], default=str).encode())
     model = str(kwargs.get("model") or "")
+    if model.startswith(("models/", "publishers/", "projects/")):  # Gemini resource names
+        model = model.rsplit("/", 1)[-1]
+    config = kwargs.get("config")  # Gemini: max_output_tokens lives in the config
     out = (
         kwargs.get("max_completion_tokens")
         or kwargs.get("max_tokens")
         or kwargs.get("max_output_tokens")
+        or (
+            config.get("max_output_tokens")
+            if isinstance(config, Mapping)
+            else getattr(config, "max_output_tokens", None)
+        )
     )
     out_max = int(out) if isinstance(out, int) else 0
     if not out_max:

@@ -1,0 +1,191 @@
+"""Gemini wire format (Gemini API and Vertex AI) → :class:`~finops.usage.Usage`.
+
+``usageMetadata`` arithmetic (Google's docs, checked against recorded responses):
+``promptTokenCount`` *includes* ``cachedContentTokenCount``; ``toolUsePromptTokenCount``
+(the results of built-in tools fed back to the model) is extra input, billed as input;
+``candidatesTokenCount`` is the visible output and *excludes* ``thoughtsTokenCount``
+(thinking, billed as output); ``totalTokenCount`` = prompt + tool-use prompt + candidates +
+thoughts. ``promptTokensDetails`` / ``cacheTokensDetails`` / ``candidatesTokensDetails`` split
+counts by modality (``AUDIO`` is priced separately). The >200k prices of Gemini 2.5 Pro apply
+by prompt size, which the price book's tiers handle from the total input.
+
+Streams (``:streamGenerateContent?alt=sse``) repeat ``usageMetadata`` in every chunk, growing;
+the last one carries the final counts, so the latest value wins. The stream is complete when
+a candidate carries a ``finishReason``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from finops.providers.base import Parsed, as_int, load_json, mapping, sse_data
+from finops.usage import Usage
+
+__all__ = ["EmbedAdapter", "GenerateAdapter", "normalize_usage"]
+
+
+def _modality(details: object, name: str) -> int:
+    if not isinstance(details, list):
+        return 0
+    return sum(
+        as_int(mapping(d).get("tokenCount"))
+        for d in details
+        if str(mapping(d).get("modality", "")).upper() == name
+    )
+
+
+def normalize_usage(raw: Mapping[str, Any]) -> Usage:
+    """Normalize a Gemini ``usageMetadata`` object."""
+    notes: list[str] = []
+    prompt = as_int(raw.get("promptTokenCount"))
+    cached = as_int(raw.get("cachedContentTokenCount"))
+    tool_prompt = as_int(raw.get("toolUsePromptTokenCount"))
+    candidates = as_int(raw.get("candidatesTokenCount"))
+    thoughts = as_int(raw.get("thoughtsTokenCount"))
+    audio_in = _modality(raw.get("promptTokensDetails"), "AUDIO")
+    audio_cached = min(_modality(raw.get("cacheTokensDetails"), "AUDIO"), cached)
+    audio_out = min(_modality(raw.get("candidatesTokensDetails"), "AUDIO"), candidates)
+    uncached = prompt - cached
+    if uncached < 0:
+        notes.append(f"cachedContentTokenCount {cached} > promptTokenCount {prompt}")
+        uncached = 0
+    audio_uncached = max(0, min(audio_in - audio_cached, uncached))
+    total = raw.get("totalTokenCount")
+    expected = prompt + tool_prompt + candidates + thoughts
+    if total is not None and as_int(total) != expected:
+        notes.append(f"totalTokenCount {total} != prompt+tool+candidates+thoughts {expected}")
+    return Usage(
+        input_tokens=uncached - audio_uncached + tool_prompt,
+        cache_read_tokens=cached - audio_cached,
+        cache_read_audio_tokens=audio_cached,
+        input_audio_tokens=audio_uncached,
+        output_tokens=candidates - audio_out,
+        reasoning_tokens=thoughts,
+        output_audio_tokens=audio_out,
+        mismatch="; ".join(notes) or None,
+    )
+
+
+def _text(body: Mapping[str, Any]) -> tuple[str, bool]:
+    parts: list[str] = []
+    finished = False
+    for cand in body.get("candidates") or ():
+        cand = mapping(cand)
+        if cand.get("finishReason"):
+            finished = True
+        for part in mapping(cand.get("content")).get("parts") or ():
+            text = mapping(part).get("text")
+            if isinstance(text, str) and not mapping(part).get("thought"):
+                parts.append(text)
+    return "".join(parts), finished
+
+
+def _error(body: Mapping[str, Any]) -> str | None:
+    err = body.get("error")
+    if isinstance(err, Mapping) and err.get("message") is not None:
+        return str(err["message"])
+    return None
+
+
+def _model(body: Mapping[str, Any]) -> str | None:
+    model = body.get("modelVersion")
+    return model if isinstance(model, str) and model else None
+
+
+class GenerateAdapter:
+    """``:generateContent`` (JSON) and ``:streamGenerateContent?alt=sse`` (SSE)."""
+
+    def parse_json(self, body: Mapping[str, Any]) -> Parsed:
+        """Parse a GenerateContentResponse (or, for a stream sent as JSON, an array)."""
+        usage_raw = body.get("usageMetadata")
+        text, _ = _text(body)
+        tools = _grounding(body)
+        usage = normalize_usage(usage_raw) if isinstance(usage_raw, Mapping) else None
+        if usage is not None and tools:
+            usage = Usage(**{**_fields(usage), "server_tool_requests": tools})
+        return Parsed(
+            usage=usage,
+            served_model=_model(body),
+            output_text=text,
+            error_message=_error(body),
+        )
+
+    def stream_watcher(self, *, strip_usage_chunk: bool) -> _GenerateStream:
+        """A watcher for one streamed generateContent."""
+        return _GenerateStream()
+
+
+class _GenerateStream:
+    __slots__ = ("_finished", "_model", "_text", "_tools", "_usage")
+
+    def __init__(self) -> None:
+        self._usage: Mapping[str, Any] | None = None
+        self._model: str | None = None
+        self._text: list[str] = []
+        self._finished = False
+        self._tools: dict[str, int] = {}
+
+    def on_event(self, block: bytes) -> bool:
+        data = sse_data(block)
+        if data is None:
+            return True
+        chunk = mapping(load_json(data))
+        usage = chunk.get("usageMetadata")
+        if isinstance(usage, Mapping):
+            self._usage = usage
+        self._model = _model(chunk) or self._model
+        text, finished = _text(chunk)
+        self._text.append(text)
+        self._finished = self._finished or finished
+        self._tools.update(_grounding(chunk))
+        return True
+
+    def result(self) -> Parsed:
+        usage = normalize_usage(self._usage) if self._usage is not None else None
+        if usage is not None and self._tools:
+            usage = Usage(**{**_fields(usage), "server_tool_requests": self._tools})
+        return Parsed(
+            usage=usage,
+            served_model=self._model,
+            output_text="".join(self._text),
+            complete=self._finished and usage is not None,
+        )
+
+
+def _grounding(body: Mapping[str, Any]) -> dict[str, int]:
+    """Grounded answers (Google Search) are billed per grounded prompt: count one per
+    response whose candidate carries search queries."""
+    for cand in body.get("candidates") or ():
+        meta = mapping(mapping(cand).get("groundingMetadata"))
+        if meta.get("webSearchQueries"):
+            return {"web_search": 1}
+    return {}
+
+
+class EmbedAdapter:
+    """``:embedContent`` / ``:batchEmbedContents``: the Gemini API reports no usage for
+    embeddings (Vertex reports ``statistics.token_count`` per prediction), so the row's input
+    tokens come from finops' estimate of the request (flagged ``usage_estimated``)."""
+
+    def parse_json(self, body: Mapping[str, Any]) -> Parsed:
+        """Parse an embeddings response."""
+        usage_raw = body.get("usageMetadata")
+        usage = None
+        if isinstance(usage_raw, Mapping):
+            usage = Usage(input_tokens=as_int(usage_raw.get("promptTokenCount")))
+        tokens = sum(
+            as_int(mapping(mapping(p).get("statistics")).get("token_count"))
+            for p in body.get("predictions") or ()
+        )
+        if usage is None and tokens:
+            usage = Usage(input_tokens=tokens)
+        return Parsed(usage=usage, served_model=None, error_message=_error(body))
+
+    def stream_watcher(self, *, strip_usage_chunk: bool) -> _GenerateStream:
+        """Embeddings do not stream."""
+        return _GenerateStream()
+
+
+def _fields(usage: Usage) -> dict[str, Any]:
+    return {name: getattr(usage, name) for name in Usage.__dataclass_fields__}
