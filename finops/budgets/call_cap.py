@@ -12,13 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
 
 from finops.budgets.step import record_refusal
 from finops.errors import CallCostExceeded, ConfigError
 from finops.pipeline.call import Call, Served
 from finops.pipeline.step import LedgerAccess, Step
-from finops.pricing.book import PriceBook
 from finops.tokens.step import EstimateStep
+
+if TYPE_CHECKING:
+    from finops.pricing.book import PriceBook
 
 __all__ = ["CallCostCap", "parse_cap"]
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from finops.errors import UnknownModelError
 from finops.pipeline.call import Call, Served
 from finops.pipeline.step import Step
-from finops.pricing.book import PriceBook
 from finops.providers.hosts import has_price
+
+if TYPE_CHECKING:
+    from finops.pricing.book import PriceBook
 
 __all__ = ["UnknownModelGuard"]
 

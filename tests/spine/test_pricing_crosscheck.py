@@ -187,41 +187,6 @@ def test_unknown_model_policies():
         book.price(provider="openai", model="acme-9000", usage=usage, at=AT, unknown="raise")
 
 
-def test_overrides_discount_custom_and_gpu_hour_models():
-    book = PriceBook.load(
-        overrides={
-            "discounts": {"openai": "10%", "anthropic/claude-opus-*": "20%"},
-            "models": [
-                {
-                    "provider": "acme",
-                    "id": "acme-large",
-                    "prices": {"input_mtok": "1", "output_mtok": "2"},
-                },
-                {
-                    "provider": "selfhosted",
-                    "id": "llama-70b",
-                    "gpu_hour": {
-                        "usd_per_gpu_hour": "3.60",
-                        "gpus": 2,
-                        "input_tokens_per_second": 10000,
-                        "output_tokens_per_second": 1000,
-                    },
-                },
-            ],
-        }
-    )
-    usage = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
-    base = PriceBook.default().price(provider="openai", model="gpt-4o", usage=usage, at=AT).total
-    assert book.price(
-        provider="openai", model="gpt-4o", usage=usage, at=AT
-    ).total == base * Decimal("0.9")
-    assert book.price(provider=None, model="acme-large", usage=usage, at=AT).total == Decimal(3)
-    # $7.20 an hour: 1M input tokens take 100 s ($0.20), 1M output tokens 1000 s ($2.00)
-    gpu = book.price(provider="selfhosted", model="llama-70b", usage=usage, at=AT)
-    assert gpu.input == Decimal("0.2") and gpu.output == Decimal("2")
-    assert book.version != PriceBook.default().version
-
-
 def test_malformed_price_files_raise_a_clear_error(tmp_path: Path):
     tables = tmp_path / "tables"
     tables.mkdir()
