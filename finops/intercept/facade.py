@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx2
 
+from finops.intercept.bedrock import is_bedrock_client, wrap_bedrock
 from finops.intercept.calls import HEADER, Call
 from finops.intercept.google import is_genai_client, wrap_genai
 from finops.intercept.transport import AsyncMeteringTransport, MeteringTransport
@@ -81,6 +82,8 @@ def wrap_client(
     """
     if is_genai_client(client):
         return wrap_genai(client, meter=meter, pipeline=pipeline, hosts=hosts)
+    if is_bedrock_client(client):
+        return wrap_bedrock(client, meter=meter, pipeline=pipeline, hosts=hosts)
     wire, sdk = _sdk(client)
     is_async = isinstance(client, (sdk.AsyncOpenAI if wire == "openai" else sdk.AsyncAnthropic))
     base_url = str(getattr(client, "base_url", ""))

@@ -85,7 +85,9 @@ class EstimateStep(Step):
         """The estimate of ``call`` as it stands; None only when nothing needs one."""
         kwargs = call.kwargs
         if call.provider not in _TOKENIZED:
-            return _fallback_estimate(self._pricebook(), call.provider, kwargs, self._clock())
+            return _fallback_estimate(
+                self._pricebook(), call.provider, kwargs, self._clock(), call.price_provider
+            )
         try:
             from finops.tokens.estimate import estimate_request
 
@@ -131,7 +133,11 @@ def _small(kwargs: Mapping[str, Any]) -> bool:
 
 
 def _fallback_estimate(
-    book: PriceBook, wire: str, kwargs: Mapping[str, Any], now: datetime
+    book: PriceBook,
+    wire: str,
+    kwargs: Mapping[str, Any],
+    now: datetime,
+    provider: str | None = None,
 ) -> Estimate:
     """A guaranteed upper bound without the tokenizer: one token per UTF-8 byte at most."""
     from finops.tokens.estimate import Estimate
@@ -159,7 +165,11 @@ def _fallback_estimate(
     if not out_max:
         out_max = book.max_output_tokens(provider=None, model=model) or 32_768
     usage = Usage(input_tokens=size, output_tokens=out_max)
-    cost = book.price(provider=None, model=model, usage=usage, at=now)
+    table = provider if provider and book.has_provider(provider) else None
+    if book.resolve(model=model, provider=table) is not None:
+        cost = book.price(provider=table, model=model, usage=usage, at=now)
+    else:
+        cost = book.price(provider=None, model=model, usage=usage, at=now)
     if cost.status == "unknown_model":
         reference = "claude-opus-4-1" if wire == "anthropic" else "gpt-4o"
         cost = book.price(provider=None, model=reference, usage=usage, at=now)

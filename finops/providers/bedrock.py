@@ -1,0 +1,67 @@
+"""AWS Bedrock runtime usage → :class:`~finops.usage.Usage`.
+
+Converse / ConverseStream ``usage``: ``inputTokens`` *excludes* cache reads and writes, which
+are additive (``cacheReadInputTokens``, ``cacheWriteInputTokens``; ``totalTokens`` is the sum
+of all four). ConverseStream reports it in the final ``metadata`` event. InvokeModel reports
+counts in response headers (``x-amzn-bedrock-input-token-count``, ``-output-token-count``,
+``-cache-read-input-token-count``, ``-cache-write-input-token-count``), whatever the model's
+body format. Model ids may be inference profiles (``us.``, ``eu.``, ``apac.``, ``global.``)
+or ARNs; the aws price table resolves profiles, and :func:`model_id` reduces an ARN to the
+id it names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from finops.providers.base import as_int
+from finops.usage import Usage
+
+__all__ = ["converse_usage", "header_usage", "model_id"]
+
+
+def model_id(model: object) -> str | None:
+    """``arn:aws:bedrock:...:inference-profile/us.anthropic...`` → ``us.anthropic...``."""
+    if not isinstance(model, str):
+        return None
+    if model.startswith("arn:"):
+        return model.rsplit("/", 1)[-1]
+    return model
+
+
+def converse_usage(raw: Mapping[str, Any]) -> Usage:
+    """Normalize a Converse ``usage`` object."""
+    usage = Usage(
+        input_tokens=as_int(raw.get("inputTokens")),
+        cache_read_tokens=as_int(raw.get("cacheReadInputTokens")),
+        cache_write_5m_tokens=as_int(raw.get("cacheWriteInputTokens")),
+        output_tokens=as_int(raw.get("outputTokens")),
+    )
+    total = raw.get("totalTokens")
+    if total is not None and as_int(total) != usage.total_tokens:
+        return usage.with_flags(
+            mismatch=f"totalTokens {total} != sum of parts {usage.total_tokens}"
+        )
+    return usage
+
+
+def _header_int(headers: Mapping[str, str], name: str) -> int:
+    value = headers.get(name)
+    try:
+        return int(value) if value is not None else 0
+    except ValueError:
+        return 0
+
+
+def header_usage(headers: Mapping[str, str]) -> Usage | None:
+    """Usage from InvokeModel's response headers (None if Bedrock sent none)."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    if "x-amzn-bedrock-input-token-count" not in lowered:
+        return None
+    return Usage(
+        input_tokens=_header_int(lowered, "x-amzn-bedrock-input-token-count"),
+        cache_read_tokens=_header_int(lowered, "x-amzn-bedrock-cache-read-input-token-count"),
+        cache_write_5m_tokens=_header_int(lowered, "x-amzn-bedrock-cache-write-input-token-count"),
+        output_tokens=_header_int(lowered, "x-amzn-bedrock-output-token-count"),
+    )
