@@ -68,6 +68,11 @@ def _route(path: str) -> tuple[_Endpoint | None, bool]:
     """(endpoint, speaks Anthropic) for a POST path."""
     if _bedrock.handles(path):
         return (lambda body, cache, usage: _bedrock.reply(path, body, usage)), False
+    if path.endswith((":rawPredict", ":streamRawPredict")):  # Claude on Vertex AI
+        model = path.rsplit("/", 1)[-1].split(":")[0]
+        return (
+            lambda body, cache, usage: _anthropic.messages({**body, "model": model}, cache, usage)
+        ), True
     if _gemini.handles(path):
         return (lambda body, cache, usage: _gemini.reply(path, body, usage)), False
     if path.endswith("/chat/completions"):

@@ -61,6 +61,7 @@ _ANTHROPIC_METHODS: tuple[tuple[str, str, str, str], ...] = (
     ("messages", "stream", "messages", "deferred"),
 )
 
+
 def _sdk(client: object) -> tuple[str, Any]:
     root = type(client).__module__.split(".")[0]
     if root not in ("openai", "anthropic"):
@@ -71,9 +72,7 @@ def _sdk(client: object) -> tuple[str, Any]:
     return root, importlib.import_module(root)
 
 
-def wrap_client(
-    client: C, *, meter: Meter, pipeline: Pipeline, hosts: HostMap | None = None
-) -> C:
+def wrap_client(client: C, *, meter: Meter, pipeline: Pipeline, hosts: HostMap | None = None) -> C:
     """Return a metered copy of an OpenAI or Anthropic client (sync or async).
 
     ``pipeline`` runs the pre-call steps of every wrapped method call; ``meter`` turns each
@@ -85,7 +84,9 @@ def wrap_client(
     if is_bedrock_client(client):
         return wrap_bedrock(client, meter=meter, pipeline=pipeline, hosts=hosts)
     wire, sdk = _sdk(client)
-    is_async = isinstance(client, (sdk.AsyncOpenAI if wire == "openai" else sdk.AsyncAnthropic))
+    is_async = isinstance(
+        client, (sdk.AsyncOpenAI if wire == "openai" else sdk.AsyncAnthropic)
+    ) or isinstance(getattr(client, "_client", None), httpx2.AsyncClient)  # AsyncAnthropicBedrock
     base_url = str(getattr(client, "base_url", ""))
     route = route_for(hosts, wire, base_url)
     hook = meter.hook(wire, api_url=base_url or None, price_provider=route.label, host=route)
@@ -132,7 +133,9 @@ class _Wrapping:
         self.wire = wire
         self.hosts = hosts
 
-    def start(self, endpoint: str, kind: str, kwargs: dict[str, Any]) -> tuple[Call, dict[str, Any]]:
+    def start(
+        self, endpoint: str, kind: str, kwargs: dict[str, Any]
+    ) -> tuple[Call, dict[str, Any]]:
         """Run the pre-call steps; the kwargs to send carry the call's id header."""
         call = self.pipeline.start(self.hook, endpoint, kwargs, kind=kind)
         return call, with_call_header(call.kwargs, call)
@@ -203,12 +206,25 @@ def _facade(
         except BaseException:
             end_call(ctx)
             raise
+        if inspect.isawaitable(result):  # an async method not declared ``async def``
+            return _awaited(result, ctx, end_call)
         if kind == "call" and not ctx.stream:
             end_call(ctx)
         return result
 
     call.__finops_wrapped__ = True  # type: ignore[attr-defined]
     return call
+
+
+async def _awaited(result: Any, ctx: Call, end_call: Callable[[Call], None]) -> Any:
+    try:
+        value = await result
+    except BaseException:
+        end_call(ctx)
+        raise
+    if not ctx.stream:
+        end_call(ctx)
+    return value
 
 
 def with_call_header(kwargs: dict[str, Any], ctx: Call) -> dict[str, Any]:

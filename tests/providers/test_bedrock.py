@@ -166,3 +166,61 @@ def test_errors_are_recorded(ledger_path: Path, devserver: DevServer) -> None:
         got = rows(fo)
     assert [r["status"] for r in got] == ["error", "ok"]
     assert got[0]["http_status"] == 400 and got[0]["cost_total"] is None
+
+
+async def test_anthropic_bedrock_and_vertex_clients(
+    ledger_path: Path, devserver: DevServer
+) -> None:
+    import anthropic
+
+    local = f"127.0.0.1:{devserver.port}"
+    with finops.FinOps(ledger=ledger_path, providers={local: "aws"}) as fo:
+        bedrock = fo.wrap(
+            anthropic.AsyncAnthropicBedrock(
+                aws_access_key="a",
+                aws_secret_key="b",
+                aws_region="us-east-1",
+                base_url=devserver.url,
+            )
+        )
+        reply = await bedrock.messages.create(
+            model="anthropic.claude-3-5-sonnet-20240620-v1:0",
+            max_tokens=50,
+            messages=[{"role": "user", "content": "hi"}],
+        )
+        assert reply.usage.output_tokens > 0
+        [row] = rows(fo)
+    assert row["provider"] == "aws" and row["pricing_status"] == "priced"
+    assert row["cost_total"] == _cost(row) > 0
+
+
+def test_anthropic_vertex_client(ledger_path: Path, devserver: DevServer) -> None:
+    import anthropic
+
+    local = f"127.0.0.1:{devserver.port}"
+    with finops.FinOps(ledger=ledger_path, providers={local: "google"}) as fo:
+        vertex = fo.wrap(
+            anthropic.AnthropicVertex(
+                region="us-east5", project_id="p", access_token="t", base_url=devserver.url + "/v1"
+            )
+        )
+        vertex.messages.create(
+            model="claude-sonnet-4-5@20250929",
+            max_tokens=50,
+            messages=[{"role": "user", "content": "hi"}],
+        )
+        with vertex.messages.stream(
+            model="claude-sonnet-4-5@20250929",
+            max_tokens=50,
+            messages=[{"role": "user", "content": "hi"}],
+        ) as stream:
+            assert stream.get_final_text()
+        got = rows(fo)
+    assert [r["stream"] for r in got] == [False, True]
+    book = PriceBook.default()
+    for row in got:
+        usage = Usage(input_tokens=row["input_tokens"], output_tokens=row["output_tokens"])  # type: ignore[arg-type]
+        want = book.price(
+            provider="google", model="claude-sonnet-4-5@20250929", usage=usage, at=row["ts_start"]
+        )  # type: ignore[arg-type]
+        assert row["provider"] == "google" and row["cost_total"] == want.total > 0
