@@ -117,39 +117,57 @@ class GenerateAdapter:
 
 
 class _GenerateStream:
-    __slots__ = ("_finished", "_model", "_text", "_tools", "_usage")
+    """Keeps the raw events; JSON is parsed only in :meth:`result` — the last event with
+    ``usageMetadata`` (counts grow, the latest wins) and, for the text of a cut stream, the
+    rest. Watching a chunk costs two substring checks."""
+
+    __slots__ = ("_blocks", "_finished", "_last_usage")
 
     def __init__(self) -> None:
-        self._usage: Mapping[str, Any] | None = None
-        self._model: str | None = None
-        self._text: list[str] = []
+        self._blocks: list[bytes] = []
+        self._last_usage: bytes | None = None
         self._finished = False
-        self._tools: dict[str, int] = {}
 
     def on_event(self, block: bytes) -> bool:
-        data = sse_data(block)
-        if data is None:
-            return True
-        chunk = mapping(load_json(data))
-        usage = chunk.get("usageMetadata")
-        if isinstance(usage, Mapping):
-            self._usage = usage
-        self._model = _model(chunk) or self._model
-        text, finished = _text(chunk)
-        self._text.append(text)
-        self._finished = self._finished or finished
-        self._tools.update(_grounding(chunk))
+        self._blocks.append(block)
+        if b'"usageMetadata"' in block:
+            self._last_usage = block
+        if b'"finishReason"' in block:
+            self._finished = True
         return True
 
     def result(self) -> Parsed:
-        usage = normalize_usage(self._usage) if self._usage is not None else None
-        if usage is not None and self._tools:
-            usage = Usage(**{**_fields(usage), "server_tool_requests": self._tools})
+        usage: Usage | None = None
+        model: str | None = None
+        tools: dict[str, int] = {}
+        if self._last_usage is not None:
+            data = sse_data(self._last_usage)
+            chunk = mapping(load_json(data)) if data else {}
+            raw = chunk.get("usageMetadata")
+            usage = normalize_usage(raw) if isinstance(raw, Mapping) else None
+            model = _model(chunk)
+        text: list[str] = []
+        finished = False
+        for block in self._blocks:
+            if usage is not None and model is not None and b"groundingMetadata" not in block:
+                continue  # text is only needed for a stream without usage
+            data = sse_data(block)
+            try:
+                chunk = mapping(load_json(data)) if data else {}
+            except ValueError:
+                continue
+            model = model or _model(chunk)
+            part, done = _text(chunk)
+            text.append(part)
+            finished = finished or done
+            tools.update(_grounding(chunk))
+        if usage is not None and tools:
+            usage = Usage(**{**_fields(usage), "server_tool_requests": tools})
         return Parsed(
             usage=usage,
-            served_model=self._model,
-            output_text="".join(self._text),
-            complete=self._finished and usage is not None,
+            served_model=model,
+            output_text="".join(text) if text else None,
+            complete=(self._finished or finished) and usage is not None,
         )
 
 
