@@ -29,6 +29,7 @@ import httpx2
 
 from finops.intercept.bedrock import is_bedrock_client, wrap_bedrock
 from finops.intercept.calls import HEADER, Call
+from finops.intercept.frameworks import is_langchain_chat, wrap_langchain
 from finops.intercept.google import is_genai_client, wrap_genai
 from finops.intercept.transport import AsyncMeteringTransport, MeteringTransport
 from finops.providers.hosts import HostMap, route_for
@@ -79,6 +80,10 @@ def wrap_client(client: C, *, meter: Meter, pipeline: Pipeline, hosts: HostMap |
     HTTP attempt into a ledger row; ``hosts`` says which provider serves the client's
     ``base_url`` (default: the shipped host map, ``finops/providers/hosts.py``).
     """
+    if is_langchain_chat(client):
+        return wrap_langchain(  # type: ignore[no-any-return]
+            client, lambda c: wrap_client(c, meter=meter, pipeline=pipeline, hosts=hosts)
+        )
     if is_genai_client(client):
         return wrap_genai(client, meter=meter, pipeline=pipeline, hosts=hosts)
     if is_bedrock_client(client):
