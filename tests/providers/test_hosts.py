@@ -229,3 +229,16 @@ def test_azure_stream_opening_with_an_empty_model() -> None:
     watcher.on_event(b"data: [DONE]")
     assert kept == [True, True, False]
     assert watcher.result().served_model == "gpt-4o-2024-11-20"
+
+
+def test_providers_from_a_config_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "finops.toml"
+    path.write_text('[finops]\nledger = "l.duckdb"\n\n[finops.providers]\n"gw.internal" = "groq"\n')
+    fo = finops.FinOps.from_config(path)
+    try:
+        assert fo._hosts.route("https://gw.internal/v1", wire="openai").provider == "groq"
+    finally:
+        fo.close()
+    path.write_text('[finops]\nledger = "l.duckdb"\n\n[finops.providers]\n"gw.internal" = "nope"\n')
+    with pytest.raises(ConfigError, match="no price table 'nope'"):
+        finops.FinOps.from_config(path)
