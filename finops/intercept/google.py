@@ -78,16 +78,30 @@ def wrap_genai(client: C, *, meter: Meter, pipeline: Pipeline, hosts: HostMap | 
     hook = meter.hook(_WIRE, api_url=base_url or None, price_provider=route.label, host=route)
     sync_existing = options.httpx_client
     async_existing = options.httpx_async_client
+    # A transport handed in through client_args / async_client_args (proxies, test replays)
+    # is kept: the metering transport sends through it.
+    sync_inner = dict(options.client_args or {}).get("transport")
+    async_inner = dict(options.async_client_args or {}).get("transport")
     sync_http = httpx2.Client(
         transport=MeteringTransport(hook, client=sync_existing)
         if isinstance(sync_existing, httpx2.Client)
-        else MeteringTransport(hook, inner=httpx2.HTTPTransport(limits=_LIMITS)),
+        else MeteringTransport(
+            hook,
+            inner=sync_inner
+            if isinstance(sync_inner, httpx2.BaseTransport)
+            else httpx2.HTTPTransport(limits=_LIMITS),
+        ),
         timeout=None,
     )
     async_http = httpx2.AsyncClient(
         transport=AsyncMeteringTransport(hook, client=async_existing)
         if isinstance(async_existing, httpx2.AsyncClient)
-        else AsyncMeteringTransport(hook, inner=httpx2.AsyncHTTPTransport(limits=_LIMITS)),
+        else AsyncMeteringTransport(
+            hook,
+            inner=async_inner
+            if isinstance(async_inner, httpx2.AsyncBaseTransport)
+            else httpx2.AsyncHTTPTransport(limits=_LIMITS),
+        ),
         timeout=None,
     )
     new_options = options.model_copy(

@@ -99,6 +99,7 @@ class Meter:
             ctx.host,
             wire_provider=ctx.price_provider,
             model=model or "",
+            requested=ctx.requested_model,
             usage=usage,
             at=at,
             service_tier=ctx.service_tier,

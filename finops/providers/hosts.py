@@ -335,6 +335,7 @@ def price_on_host(
     wire_provider: str | None,
     model: str,
     usage: Usage,
+    requested: str | None = None,
     at: datetime,
     service_tier: str | None,
     unknown: str,
@@ -349,7 +350,15 @@ def price_on_host(
             service_tier=service_tier,
             unknown=unknown,
         )
-    provider, name = route.pick(model, lambda pid: book.has_provider(pid))
+    provider, name = route.pick(model, book.has_provider)
+    if route.family is not None and requested and requested != model:
+        # A router's response may drop the ":provider" suffix of the requested model (or
+        # answer with the upstream's own id): the request says which table applies.
+        asked, asked_name = route.pick(requested, book.has_provider)
+        if asked is not None:
+            provider = asked
+            if book.resolve(model=name, provider=asked) is None:
+                name = asked_name
     if (
         route.self_hosted
         and provider is not None

@@ -70,6 +70,11 @@ def normalize_usage(
         return count(details.get(key), f"{label}.{key}", notes)
 
     cached = detail(in_details, in_label, "cached_tokens")
+    if not cached and "prompt_cache_hit_tokens" in raw:
+        # DeepSeek: prompt_tokens = prompt_cache_hit_tokens + prompt_cache_miss_tokens
+        cached = count(raw.get("prompt_cache_hit_tokens"), "prompt_cache_hit_tokens", notes)
+    elif not cached and "num_cached_tokens" in raw:  # Mistral
+        cached = count(raw.get("num_cached_tokens"), "num_cached_tokens", notes)
     audio_in = detail(in_details, in_label, "audio_tokens")
     # Some OpenAI-compatible hosts report prompt-cache writes; OpenAI itself bills none.
     cache_write = detail(in_details, in_label, "cache_write_tokens") or detail(

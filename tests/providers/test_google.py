@@ -208,3 +208,30 @@ class _Creds:
 
     def apply(self, headers: dict, token: str | None = None) -> None:  # type: ignore[type-arg]
         headers["authorization"] = "Bearer t"
+
+
+def test_a_replay_transport_in_client_args_is_kept(ledger_path: Path) -> None:
+    import httpx2
+
+    body = {
+        "candidates": [
+            {"content": {"parts": [{"text": "hi"}], "role": "model"}, "finishReason": "STOP"}
+        ],
+        "usageMetadata": {"promptTokenCount": 21, "candidatesTokenCount": 3, "totalTokenCount": 24},
+        "modelVersion": "gemini-2.0-flash",
+    }
+    seen: list[str] = []
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        seen.append(str(request.url))
+        return httpx2.Response(200, json=body)
+
+    raw = genai.Client(
+        api_key="k", http_options={"client_args": {"transport": httpx2.MockTransport(handler)}}
+    )
+    with finops.FinOps(ledger=ledger_path) as fo:
+        fo.wrap(raw).models.generate_content(model="gemini-2.0-flash", contents="hi")  # type: ignore[attr-defined]
+        [row] = rows(fo)
+    assert seen and seen[0].startswith("https://generativelanguage.googleapis.com/")
+    assert row["provider"] == "google" and row["input_tokens"] == 21
+    assert row["cost_total"] == _cost(row) > 0

@@ -242,3 +242,39 @@ def test_providers_from_a_config_file(tmp_path) -> None:  # type: ignore[no-unty
     path.write_text('[finops]\nledger = "l.duckdb"\n\n[finops.providers]\n"gw.internal" = "nope"\n')
     with pytest.raises(ConfigError, match="no price table 'nope'"):
         finops.FinOps.from_config(path)
+
+
+def test_router_reply_without_the_provider_suffix() -> None:
+    route = HostMap().route("https://router.huggingface.co/v1", wire="openai")
+    for served in ("openai/gpt-oss-120b", "gpt-oss-120b"):
+        cost = price_on_host(
+            BOOK,
+            route,
+            wire_provider=route.label,
+            model=served,
+            requested="openai/gpt-oss-120b:cerebras",
+            usage=USAGE,
+            at=AT,
+            service_tier=None,
+            unknown="zero_flagged",
+        )
+        assert cost.provider == "huggingface_cerebras" and cost.status == "priced", served
+
+
+def test_deepseek_and_mistral_cache_fields() -> None:
+    from finops.providers.openai import normalize_usage
+
+    deepseek = normalize_usage(
+        {
+            "prompt_tokens": 100,
+            "completion_tokens": 10,
+            "total_tokens": 110,
+            "prompt_cache_hit_tokens": 64,
+            "prompt_cache_miss_tokens": 36,
+        }
+    )
+    assert (deepseek.input_tokens, deepseek.cache_read_tokens) == (36, 64)
+    mistral = normalize_usage(
+        {"prompt_tokens": 50, "completion_tokens": 5, "total_tokens": 55, "num_cached_tokens": 20}
+    )
+    assert (mistral.input_tokens, mistral.cache_read_tokens) == (30, 20)
