@@ -27,7 +27,7 @@ from finops.devserver._reply import Reply, dumps
 __all__ = ["EVENTSTREAM", "encode_event", "handles", "reply"]
 
 EVENTSTREAM = "application/vnd.amazon.eventstream"
-_SUFFIXES = ("/converse", "/converse-stream", "/invoke")
+_SUFFIXES = ("/converse", "/converse-stream", "/invoke", "/invoke-with-response-stream")
 
 
 def handles(path: str) -> bool:
@@ -77,6 +77,8 @@ def reply(path: str, body: Mapping[str, Any], override: dict[str, Any] | None) -
     operation = path.rsplit("/", 1)[-1]
     if operation == "invoke":
         return _invoke(model, body, override)
+    if operation == "invoke-with-response-stream":
+        return _invoke_stream(model, body, override)
     if "messages" not in body:
         return _error(400, "The model returned the following errors: messages is required")
     prompt = s.tokens(_text(body.get("messages"))) + s.tokens(_text(body.get("system")))
@@ -152,3 +154,55 @@ def _invoke(model: str, body: Mapping[str, Any], override: dict[str, Any] | None
         },
         headers=headers,
     )
+
+
+def _invoke_stream(model: str, body: Mapping[str, Any], override: dict[str, Any] | None) -> Reply:
+    """Anthropic stream events, each base64-framed in a ``chunk`` event; the last one carries
+    ``amazon-bedrock-invocationMetrics`` (the counts Bedrock bills)."""
+    import base64
+
+    answer = _invoke(model, body, override)
+    if answer.status != 200:
+        return answer
+    usage = answer.body["usage"]
+    words = answer.body["content"][0]["text"].split(" ")
+    events_json: list[dict[str, Any]] = [
+        {
+            "type": "message_start",
+            "message": {**answer.body, "content": [], "usage": {**usage, "output_tokens": 1}},
+        },
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+    ]
+    for word in words:
+        events_json.append(
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": word + " "},
+            }
+        )
+    events_json.append({"type": "content_block_stop", "index": 0})
+    events_json.append(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn"},
+            "usage": {"output_tokens": usage.get("output_tokens", 0)},
+        }
+    )
+    events_json.append(
+        {
+            "type": "message_stop",
+            "amazon-bedrock-invocationMetrics": {
+                "inputTokenCount": usage.get("input_tokens", 0),
+                "outputTokenCount": usage.get("output_tokens", 0),
+                "cacheReadInputTokenCount": usage.get("cache_read_input_tokens", 0),
+                "cacheWriteInputTokenCount": usage.get("cache_creation_input_tokens", 0),
+                "invocationLatency": 12,
+                "firstByteLatency": 3,
+            },
+        }
+    )
+    events = [
+        encode_event("chunk", {"bytes": base64.b64encode(dumps(e)).decode()}) for e in events_json
+    ]
+    return Reply(200, events=events, headers={"content-type": EVENTSTREAM})

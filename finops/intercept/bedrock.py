@@ -25,7 +25,13 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from finops.metering.rows import fill_cost, fill_usage, new_id
-from finops.providers.bedrock import converse_usage, header_usage, model_id
+from finops.providers.bedrock import (
+    body_usage,
+    converse_usage,
+    header_usage,
+    invocation_usage,
+    model_id,
+)
 from finops.providers.hosts import amend_row, route_for
 
 if TYPE_CHECKING:
@@ -47,6 +53,7 @@ _OPERATIONS = {
     "Converse": ("converse", False),
     "ConverseStream": ("converse", True),
     "InvokeModel": ("invoke_model", False),
+    "InvokeModelWithResponseStream": ("invoke_model", True),
 }
 
 
@@ -147,9 +154,15 @@ class _Metering:
             elif model.name == "ConverseStream" and parsed.get("stream") is not None:
                 parsed["stream"] = _WatchedStream(parsed["stream"], self, call, t0, ts)
                 return
+            elif model.name == "InvokeModelWithResponseStream" and parsed.get("body") is not None:
+                parsed["body"] = _WatchedStream(parsed["body"], self, call, t0, ts)
+                return
             elif model.name == "InvokeModel":
                 headers = dict(getattr(http_response, "headers", {}) or {})
-                self._finish(call, t0, ts, "ok", status, header_usage(headers))
+                usage = header_usage(headers)
+                if usage is None and parsed.get("body") is not None:
+                    usage = _usage_from_body(parsed)
+                self._finish(call, t0, ts, "ok", status, usage)
             else:
                 raw = parsed.get("usage")
                 usage = converse_usage(raw) if isinstance(raw, Mapping) else None
@@ -236,6 +249,22 @@ class _Metering:
         self.meter.end_call(call)
 
 
+def _usage_from_body(parsed: dict[str, Any]) -> Usage | None:
+    """No token-count headers (a stubbed or proxied response): read the body, hand the caller
+    an identical StreamingBody, and take the usage from the model's own body format."""
+    import io
+
+    from botocore.response import StreamingBody
+
+    data = parsed["body"].read()
+    parsed["body"] = StreamingBody(io.BytesIO(data), len(data))
+    try:
+        decoded = json.loads(data)
+    except ValueError:
+        return None
+    return body_usage(decoded) if isinstance(decoded, Mapping) else None
+
+
 class _WatchedStream:
     """The SDK's ConverseStream event stream, unchanged; its ``metadata`` event's usage
     becomes the row when the stream ends (or the partial text's estimate if it is cut)."""
@@ -253,9 +282,8 @@ class _WatchedStream:
         status = "cancelled"
         try:
             for event in self._inner:
-                meta = event.get("metadata") if isinstance(event, Mapping) else None
-                if isinstance(meta, Mapping) and isinstance(meta.get("usage"), Mapping):
-                    self._usage = converse_usage(meta["usage"])
+                if isinstance(event, Mapping):
+                    self._watch(event)
                 yield event
             status = "ok" if self._usage is not None else "error"
         except GeneratorExit:
@@ -265,6 +293,21 @@ class _WatchedStream:
             raise
         finally:
             self._end(status)
+
+    def _watch(self, event: Mapping[str, Any]) -> None:
+        meta = event.get("metadata")
+        if isinstance(meta, Mapping) and isinstance(meta.get("usage"), Mapping):
+            self._usage = converse_usage(meta["usage"])  # ConverseStream
+            return
+        chunk = event.get("chunk")  # InvokeModelWithResponseStream: the last chunk's metrics
+        raw = chunk.get("bytes") if isinstance(chunk, Mapping) else None
+        if isinstance(raw, bytes) and b"amazon-bedrock-invocationMetrics" in raw:
+            try:
+                metrics = json.loads(raw).get("amazon-bedrock-invocationMetrics")
+            except (ValueError, AttributeError):
+                return
+            if isinstance(metrics, Mapping):
+                self._usage = invocation_usage(metrics)
 
     def _end(self, status: str, error: str | None = None) -> None:
         if self._done:

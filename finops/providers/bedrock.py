@@ -18,7 +18,7 @@ from typing import Any
 from finops.providers.base import as_int
 from finops.usage import Usage
 
-__all__ = ["converse_usage", "header_usage", "model_id"]
+__all__ = ["body_usage", "converse_usage", "header_usage", "invocation_usage", "model_id"]
 
 
 def model_id(model: object) -> str | None:
@@ -64,4 +64,45 @@ def header_usage(headers: Mapping[str, str]) -> Usage | None:
         cache_read_tokens=_header_int(lowered, "x-amzn-bedrock-cache-read-input-token-count"),
         cache_write_5m_tokens=_header_int(lowered, "x-amzn-bedrock-cache-write-input-token-count"),
         output_tokens=_header_int(lowered, "x-amzn-bedrock-output-token-count"),
+    )
+
+
+def body_usage(body: Mapping[str, Any]) -> Usage | None:
+    """Usage from an InvokeModel response body, for the model families Bedrock serves:
+    Anthropic (``usage.input_tokens``, additive cache counts), Amazon Nova
+    (``usage.inputTokens``), Meta Llama / Mistral (``prompt_token_count`` /
+    ``generation_token_count``). None when the body carries none."""
+    usage = body.get("usage")
+    if isinstance(usage, Mapping):
+        if "input_tokens" in usage:
+            return Usage(
+                input_tokens=as_int(usage.get("input_tokens")),
+                cache_read_tokens=as_int(usage.get("cache_read_input_tokens")),
+                cache_write_5m_tokens=as_int(usage.get("cache_creation_input_tokens")),
+                output_tokens=as_int(usage.get("output_tokens")),
+            )
+        if "inputTokens" in usage:
+            return converse_usage(
+                {
+                    "inputTokens": usage.get("inputTokens"),
+                    "outputTokens": usage.get("outputTokens"),
+                    "cacheReadInputTokens": usage.get("cacheReadInputTokenCount"),
+                    "cacheWriteInputTokens": usage.get("cacheWriteInputTokenCount"),
+                }
+            )
+    if "prompt_token_count" in body:
+        return Usage(
+            input_tokens=as_int(body.get("prompt_token_count")),
+            output_tokens=as_int(body.get("generation_token_count")),
+        )
+    return None
+
+
+def invocation_usage(metrics: Mapping[str, Any]) -> Usage:
+    """``amazon-bedrock-invocationMetrics`` of the last InvokeModelWithResponseStream chunk."""
+    return Usage(
+        input_tokens=as_int(metrics.get("inputTokenCount")),
+        cache_read_tokens=as_int(metrics.get("cacheReadInputTokenCount")),
+        cache_write_5m_tokens=as_int(metrics.get("cacheWriteInputTokenCount")),
+        output_tokens=as_int(metrics.get("outputTokenCount")),
     )

@@ -224,3 +224,56 @@ def test_anthropic_vertex_client(ledger_path: Path, devserver: DevServer) -> Non
             provider="google", model="claude-sonnet-4-5@20250929", usage=usage, at=row["ts_start"]
         )  # type: ignore[arg-type]
         assert row["provider"] == "google" and row["cost_total"] == want.total > 0
+
+
+def test_invoke_model_with_response_stream(ledger_path: Path, devserver: DevServer) -> None:
+    body = {
+        "anthropic_version": "bedrock-2023-05-31",
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": "stream please"}],
+    }
+    with finops.FinOps(ledger=ledger_path) as fo:
+        client = fo.wrap(_client(devserver))
+        out = client.invoke_model_with_response_stream(  # type: ignore[attr-defined]
+            modelId="anthropic.claude-3-5-sonnet-20240620-v1:0", body=json.dumps(body)
+        )
+        events = [json.loads(e["chunk"]["bytes"]) for e in out["body"]]
+        assert events[0]["type"] == "message_start" and events[-1]["type"] == "message_stop"
+        [row] = rows(fo)
+    assert row["stream"] and row["status"] == "ok" and row["endpoint"] == "invoke_model"
+    assert row["input_tokens"] > 0 and row["cost_total"] == _cost(row) > 0
+
+
+def test_stubbed_invoke_model_usage_from_the_body(ledger_path: Path) -> None:
+    import io
+
+    from botocore.response import StreamingBody
+    from botocore.stub import Stubber
+
+    raw = boto3.client(
+        "bedrock-runtime",
+        region_name="us-east-1",
+        aws_access_key_id="a",
+        aws_secret_access_key="b",
+    )
+    payload = json.dumps(
+        {
+            "output": {"message": {"content": [{"text": "hi"}]}},
+            "usage": {"inputTokens": 40, "outputTokens": 9},
+        }
+    ).encode()
+    with finops.FinOps(ledger=ledger_path) as fo:
+        client = fo.wrap(raw)
+        with Stubber(client) as stub:
+            stub.add_response(
+                "invoke_model",
+                {
+                    "body": StreamingBody(io.BytesIO(payload), len(payload)),
+                    "contentType": "application/json",
+                },
+            )
+            out = client.invoke_model(modelId="us.amazon.nova-lite-v1:0", body=b"{}")  # type: ignore[attr-defined]
+            assert out["body"].read() == payload  # the caller still reads the whole body
+        [row] = rows(fo)
+    assert (row["input_tokens"], row["output_tokens"]) == (40, 9)
+    assert row["cost_total"] == _cost(row) > 0
