@@ -26,6 +26,7 @@ from finops.ledger.row import LedgerRow
 from finops.metering.rows import clip, fill_cost, fill_usage, join, new_id, row_tokens
 from finops.pipeline.call import Call, Served
 from finops.providers import Parsed, StreamWatcher, adapter_for, classify
+from finops.providers.bedrock import EVENTSTREAM, EventStreamFrames
 from finops.providers.hosts import HostRoute, amend_row, price_on_host
 from finops.usage import Usage
 
@@ -275,12 +276,15 @@ class MeteredAttempt:
         """Watch SSE bodies of successful responses; JSON bodies are parsed at the end."""
         if response.status_code >= 400:
             return None
-        if "text/event-stream" not in response.headers.get("content-type", ""):
+        kind = response.headers.get("content-type", "")
+        binary = EVENTSTREAM in kind  # AnthropicBedrock streams: AWS event-stream frames
+        if "text/event-stream" not in kind and not binary:
             return None
         adapter = adapter_for(self.ctx.provider, self.ctx.endpoint)
         if adapter is None:
             return None
-        return adapter.stream_watcher(strip_usage_chunk=self.ctx.strip_usage_chunk)
+        watcher = adapter.stream_watcher(strip_usage_chunk=self.ctx.strip_usage_chunk)
+        return EventStreamFrames(watcher) if binary else watcher
 
     def finish(
         self,

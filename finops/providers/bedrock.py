@@ -12,13 +12,24 @@ id it names.
 
 from __future__ import annotations
 
+import base64
+import json
+import struct
 from collections.abc import Mapping
 from typing import Any
 
-from finops.providers.base import as_int
+from finops.providers.base import Parsed, StreamWatcher, as_int
 from finops.usage import Usage
 
-__all__ = ["body_usage", "converse_usage", "header_usage", "invocation_usage", "model_id"]
+__all__ = [
+    "EVENTSTREAM",
+    "EventStreamFrames",
+    "body_usage",
+    "converse_usage",
+    "header_usage",
+    "invocation_usage",
+    "model_id",
+]
 
 
 def model_id(model: object) -> str | None:
@@ -106,3 +117,67 @@ def invocation_usage(metrics: Mapping[str, Any]) -> Usage:
         cache_write_5m_tokens=as_int(metrics.get("cacheWriteInputTokenCount")),
         output_tokens=as_int(metrics.get("outputTokenCount")),
     )
+
+
+#: Content type of AWS's binary event stream.
+EVENTSTREAM = "application/vnd.amazon.eventstream"
+
+
+class EventStreamFrames:
+    """Decodes AWS event-stream frames (InvokeModelWithResponseStream, as the
+    ``AnthropicBedrock`` client receives them) and shows each ``chunk``'s base64 payload, a
+    provider event in JSON, to an SSE stream watcher as ``event:``/``data:`` blocks. The
+    bytes reach the SDK untouched. The last chunk's ``amazon-bedrock-invocationMetrics``
+    (what Bedrock bills) override the counts in the events."""
+
+    __slots__ = ("_buffer", "_inner", "_metrics")
+
+    def __init__(self, inner: StreamWatcher) -> None:
+        self._inner = inner
+        self._buffer = b""
+        self._metrics: Mapping[str, Any] | None = None
+
+    def feed_bytes(self, chunk: bytes) -> None:
+        """Take raw bytes; dispatch every complete frame."""
+        buffer = self._buffer + chunk
+        while len(buffer) >= 12:
+            total, headers_len = struct.unpack(">II", buffer[:8])
+            if total < 16 or len(buffer) < total:
+                break
+            frame, buffer = buffer[:total], buffer[total:]
+            payload = frame[12 + headers_len : total - 4]
+            try:
+                event = json.loads(payload)
+                raw = event.get("bytes") if isinstance(event, Mapping) else None
+                if not isinstance(raw, str):
+                    continue
+                data = base64.b64decode(raw)
+                decoded = json.loads(data)
+            except ValueError:
+                continue
+            if isinstance(decoded, Mapping):
+                metrics = decoded.get("amazon-bedrock-invocationMetrics")
+                if isinstance(metrics, Mapping):
+                    self._metrics = metrics
+                name = str(decoded.get("type", ""))
+                self._inner.on_event(b"event: " + name.encode() + b"\ndata: " + data)
+        self._buffer = buffer
+
+    def on_event(self, block: bytes) -> bool:
+        """Not an SSE stream: nothing to split."""
+        return True
+
+    def result(self) -> Parsed:
+        """The inner watcher's result, with Bedrock's billed counts where reported."""
+        parsed = self._inner.result()
+        if self._metrics is not None:
+            usage = invocation_usage(self._metrics)
+            if parsed.usage is not None and parsed.usage.steps:
+                usage = Usage(
+                    **{
+                        **{f: getattr(usage, f) for f in Usage.__dataclass_fields__},
+                        "steps": parsed.usage.steps,
+                    }
+                )
+            parsed.usage = usage
+        return parsed

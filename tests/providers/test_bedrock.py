@@ -277,3 +277,29 @@ def test_stubbed_invoke_model_usage_from_the_body(ledger_path: Path) -> None:
         [row] = rows(fo)
     assert (row["input_tokens"], row["output_tokens"]) == (40, 9)
     assert row["cost_total"] == _cost(row) > 0
+
+
+def test_anthropic_bedrock_stream(ledger_path: Path, devserver: DevServer) -> None:
+    import anthropic
+
+    local = f"127.0.0.1:{devserver.port}"
+    with finops.FinOps(ledger=ledger_path, providers={local: "aws"}) as fo:
+        bedrock = fo.wrap(
+            anthropic.AnthropicBedrock(
+                aws_access_key="a",
+                aws_secret_key="b",
+                aws_region="us-east-1",
+                base_url=devserver.url,
+            )
+        )
+        with bedrock.messages.stream(
+            model="anthropic.claude-3-5-sonnet-20240620-v1:0",
+            max_tokens=50,
+            messages=[{"role": "user", "content": "hi"}],
+        ) as stream:
+            text = stream.get_final_text()
+        assert text
+        [row] = rows(fo)
+    assert row["stream"] and row["status"] == "ok" and row["provider"] == "aws"
+    assert row["input_tokens"] > 0 and row["output_tokens"] > 1
+    assert row["cost_total"] == _cost(row) > 0
