@@ -78,6 +78,8 @@ class Runner:
                 assert status == "ok", (want, rows[0])
             if want.get("invalid"):
                 assert status != "ok" or (mismatch and "invalid usage" in mismatch), (want, rows[0])
+                if status == "ok" and cost is not None:
+                    assert _pricing == "invalid_usage", (want, rows[0])
             if want.get("valid_usage") and status == "ok":
                 assert not mismatch or "invalid usage" not in mismatch, (want, rows[0])
             out.append({"want": want, "row": rows[0]})
