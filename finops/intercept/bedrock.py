@@ -25,6 +25,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from finops.metering.rows import fill_cost, fill_usage, new_id
+from finops.providers.base import INVALID
 from finops.providers.bedrock import (
     body_usage,
     converse_usage,
@@ -242,6 +243,8 @@ class _Metering:
             from finops.providers.base import Parsed
 
             amend_row(row, call.host, Parsed(usage=usage), cost)
+            if usage.mismatch and usage.mismatch.startswith(INVALID):
+                row.pricing_status = "invalid_usage"  # counts were not numbers: never trusted
             if cost.status == "unknown_model":
                 self.meter.warn_unknown(call.requested_model)
         call.complete = status == "ok"

@@ -18,7 +18,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
-from finops.providers.base import Parsed, StreamWatcher, as_int
+from finops.providers.base import INVALID, Parsed, StreamWatcher, as_int, count, require
 from finops.usage import Usage
 
 __all__ = [
@@ -43,17 +43,22 @@ def model_id(model: object) -> str | None:
 
 def converse_usage(raw: Mapping[str, Any]) -> Usage:
     """Normalize a Converse ``usage`` object."""
+    notes: list[str] = []
+    require(raw, ("inputTokens", "outputTokens"), notes)
     usage = Usage(
-        input_tokens=as_int(raw.get("inputTokens")),
-        cache_read_tokens=as_int(raw.get("cacheReadInputTokens")),
-        cache_write_5m_tokens=as_int(raw.get("cacheWriteInputTokens")),
-        output_tokens=as_int(raw.get("outputTokens")),
+        input_tokens=count(raw.get("inputTokens"), "inputTokens", notes),
+        cache_read_tokens=count(raw.get("cacheReadInputTokens"), "cacheReadInputTokens", notes),
+        cache_write_5m_tokens=count(
+            raw.get("cacheWriteInputTokens"), "cacheWriteInputTokens", notes
+        ),
+        output_tokens=count(raw.get("outputTokens"), "outputTokens", notes),
     )
     total = raw.get("totalTokens")
     if total is not None and as_int(total) != usage.total_tokens:
-        return usage.with_flags(
-            mismatch=f"totalTokens {total} != sum of parts {usage.total_tokens}"
-        )
+        notes.append(f"totalTokens {total} != sum of parts {usage.total_tokens}")
+    if notes:
+        notes.sort(key=lambda n: not n.startswith(INVALID))
+        return usage.with_flags(mismatch="; ".join(notes))
     return usage
 
 

@@ -19,7 +19,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from finops.providers.base import Parsed, as_int, load_json, mapping, sse_data
+from finops.providers.base import (
+    INVALID,
+    Parsed,
+    as_int,
+    count,
+    load_json,
+    mapping,
+    require,
+    sse_data,
+)
 from finops.usage import Usage
 
 __all__ = ["EmbedAdapter", "GenerateAdapter", "normalize_usage"]
@@ -38,11 +47,16 @@ def _modality(details: object, name: str) -> int:
 def normalize_usage(raw: Mapping[str, Any]) -> Usage:
     """Normalize a Gemini ``usageMetadata`` object."""
     notes: list[str] = []
-    prompt = as_int(raw.get("promptTokenCount"))
-    cached = as_int(raw.get("cachedContentTokenCount"))
-    tool_prompt = as_int(raw.get("toolUsePromptTokenCount"))
-    candidates = as_int(raw.get("candidatesTokenCount"))
-    thoughts = as_int(raw.get("thoughtsTokenCount"))
+    require(raw, ("promptTokenCount",), notes)
+
+    def get(name: str) -> int:
+        return count(raw.get(name), name, notes)
+
+    prompt = get("promptTokenCount")
+    cached = get("cachedContentTokenCount")
+    tool_prompt = get("toolUsePromptTokenCount")
+    candidates = get("candidatesTokenCount")
+    thoughts = get("thoughtsTokenCount")
     audio_in = _modality(raw.get("promptTokensDetails"), "AUDIO")
     audio_cached = min(_modality(raw.get("cacheTokensDetails"), "AUDIO"), cached)
     audio_out = min(_modality(raw.get("candidatesTokensDetails"), "AUDIO"), candidates)
@@ -63,7 +77,7 @@ def normalize_usage(raw: Mapping[str, Any]) -> Usage:
         output_tokens=candidates - audio_out,
         reasoning_tokens=thoughts,
         output_audio_tokens=audio_out,
-        mismatch="; ".join(notes) or None,
+        mismatch="; ".join(sorted(notes, key=lambda n: not n.startswith(INVALID))) or None,
     )
 
 

@@ -235,3 +235,13 @@ def test_a_replay_transport_in_client_args_is_kept(ledger_path: Path) -> None:
     assert seen and seen[0].startswith("https://generativelanguage.googleapis.com/")
     assert row["provider"] == "google" and row["input_tokens"] == 21
     assert row["cost_total"] == _cost(row) > 0
+
+
+def test_garbage_usage_is_flagged() -> None:
+    from finops.providers.bedrock import converse_usage
+
+    bad = normalize_usage({"promptTokenCount": "12", "candidatesTokenCount": -3})
+    assert bad.mismatch is not None and bad.mismatch.startswith("invalid usage")
+    assert bad.input_tokens == 0 and bad.output_tokens == 0
+    missing = converse_usage({"outputTokens": 2})
+    assert missing.mismatch is not None and missing.mismatch.startswith("invalid usage")
