@@ -397,12 +397,22 @@ def price_on_host(
         return cost
     return book.price(
         provider=provider,
-        model=name,
+        model=_in_table(book, provider, name),
         usage=usage,
         at=at,
         service_tier=service_tier,
         unknown=unknown,
     )
+
+
+def _in_table(book: PriceBook, provider: str, name: str) -> str:
+    """``google/gemini-2.5-flash`` (Vertex's OpenAI-compatible ids) → ``gemini-2.5-flash``
+    when only the bare id is in *this* provider's table (never another provider's)."""
+    if "/" in name and book.resolve(model=name, provider=provider) is None:
+        short = name.rsplit("/", 1)[-1]
+        if book.resolve(model=short, provider=provider) is not None:
+            return short
+    return name
 
 
 def _zero(book: PriceBook, provider: str | None, status: str) -> PricedCost:
@@ -502,7 +512,7 @@ def has_price(book: PriceBook, route: HostRoute | None, model: str, provider: st
     if route.self_hosted:
         return True
     if pid is not None:
-        return book.resolve(model=name, provider=pid) is not None
+        return book.resolve(model=_in_table(book, pid, name), provider=pid) is not None
     if route.family is not None:
         return any(
             p.startswith(route.family) and book.resolve(model=name, provider=p) is not None

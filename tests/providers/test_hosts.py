@@ -278,3 +278,15 @@ def test_deepseek_and_mistral_cache_fields() -> None:
         {"prompt_tokens": 50, "completion_tokens": 5, "total_tokens": 55, "num_cached_tokens": 20}
     )
     assert (mistral.input_tokens, mistral.cache_read_tokens) == (30, 20)
+
+
+def test_vertex_openai_compatible_ids() -> None:
+    url = (
+        "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/l/endpoints/openapi"
+    )
+    cost = _price(url, "google/gemini-2.5-flash")
+    assert cost.status == "priced" and cost.provider == "google"
+    assert (
+        cost.total
+        == BOOK.price(provider="google", model="gemini-2.5-flash", usage=USAGE, at=AT).total
+    )
