@@ -211,8 +211,8 @@ def _facade(
         except BaseException:
             end_call(ctx)
             raise
-        if inspect.isawaitable(result):  # an async method not declared ``async def``
-            return _awaited(result, ctx, end_call)
+        if inspect.isawaitable(result):  # an async method the SDK wraps in a sync decorator
+            return _end_when_awaited(result, ctx, end_call)
         if kind == "call" and not ctx.stream:
             end_call(ctx)
         return result
@@ -221,7 +221,10 @@ def _facade(
     return call
 
 
-async def _awaited(result: Any, ctx: Call, end_call: Callable[[Call], None]) -> Any:
+async def _end_when_awaited(result: Any, ctx: Call, end_call: Callable[[Call], None]) -> Any:
+    # anthropic's AsyncMessages.create (and AsyncAnthropicBedrock's) is not a coroutine
+    # function (a sync decorator returns the coroutine): the call must stay registered until
+    # the request has been sent. A stream's call ends with its stream; a failure ends it now.
     try:
         value = await result
     except BaseException:
