@@ -141,7 +141,14 @@ def m003_cache(con: Any) -> None:
 
 
 @migration
-def m004_routing(con: Any) -> None:
+def m004_host_cost(con: Any) -> None:
+    """The cost a host reports itself (OpenRouter ``usage.cost``) and why it differs."""
+    con.execute(f"ALTER TABLE calls ADD COLUMN IF NOT EXISTS host_cost {_MONEY}")
+    con.execute("ALTER TABLE calls ADD COLUMN IF NOT EXISTS host_cost_detail VARCHAR")
+
+
+@migration
+def m005_routing(con: Any) -> None:
     """Routing columns (score, policy, router CPU time, estimated counterfactual);
     ``savings_by_cause`` gains the ``routing`` cause beside ``cache`` (same columns first,
     then whether the counterfactual was estimated and the router's CPU time)."""

@@ -93,8 +93,11 @@ class LedgerRow:
     cache_similarity: float | None = None  # cosine of a semantic hit
     cache_tier: str | None = None  # "memory" | "store" for a hit
 
-    # routing (finops.routing; migration m004_routing). Appended last: the ``calls`` column
-    # order is the field order, and older ledgers get these columns added at the end.
+    # what the host itself reported (migration m004_host_cost) (OpenRouter usage.cost), beside finops' own cost
+    host_cost: Decimal | None = None
+    host_cost_detail: str | None = None  # why it differs: byok, plugin fees, ...
+
+    # routing (finops.routing; migration m005_routing): the decision's score, policy, CPU cost
     route_score: float | None = None  # router score (higher: the strong model is needed)
     route_policy: str | None = None  # "<policy name>@<router model version>"
     route_cpu_us: float | None = None  # the router's own CPU time for this decision

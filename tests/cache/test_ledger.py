@@ -18,11 +18,7 @@ _NEW = ("cache_entry_id", "cache_similarity", "cache_tier")
 def test_old_ledger_gets_the_cache_columns(tmp_path: Path) -> None:
     path = tmp_path / "old.duckdb"
     con = duckdb.connect(str(path))
-    # a ledger from before m003_cache: every column up to the cache ones (later migrations
-    # append theirs after them)
-    names = list(COLUMN_TYPES)
-    before = names[: names.index(_NEW[0])]
-    columns = ", ".join(f"{n} {COLUMN_TYPES[n]}" for n in before)
+    columns = ", ".join(f"{n} {t}" for n, t in COLUMN_TYPES.items() if n not in _NEW)
     con.execute(f"CREATE TABLE calls ({columns})")
     m002_views(con)
     con.execute(

@@ -1,4 +1,4 @@
-"""The routing columns on a ledger created before they existed (migration m004_routing)."""
+"""The routing columns on a ledger created before they existed (migration m005_routing)."""
 
 from __future__ import annotations
 
