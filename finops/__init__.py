@@ -21,6 +21,7 @@ from finops.errors import (
     BudgetError,
     BudgetExceeded,
     BudgetWarning,
+    CallCostExceeded,
     ConfigError,
     EncodingIntegrityError,
     FinOpsError,
@@ -49,6 +50,10 @@ _LAZY: dict[str, str] = {
     "Estimate": "finops.tokens",
     "Budget": "finops.budgets",
     "DevServer": "finops.devserver",
+    "Step": "finops.pipeline",
+    "Served": "finops.pipeline",
+    "Outcome": "finops.pipeline",
+    "Call": "finops.pipeline",
 }
 
 if TYPE_CHECKING:
@@ -57,6 +62,7 @@ if TYPE_CHECKING:
     from finops.devserver import DevServer
     from finops.ledger import Ledger
     from finops.ledger.row import LedgerRow
+    from finops.pipeline import Call, Outcome, Served, Step
     from finops.pricing import PriceBook, PricedCost
     from finops.tokens import Estimate, count_tokens
 
@@ -80,6 +86,8 @@ __all__ = [
     "BudgetError",
     "BudgetExceeded",
     "BudgetWarning",
+    "Call",
+    "CallCostExceeded",
     "ConfigError",
     "DevServer",
     "EncodingIntegrityError",
@@ -92,10 +100,13 @@ __all__ = [
     "LedgerRow",
     "MeteringWarning",
     "MigrationError",
+    "Outcome",
     "PriceBook",
     "PriceFileError",
     "PricedCost",
     "PricingError",
+    "Served",
+    "Step",
     "StepUsage",
     "TokenizerError",
     "UnknownModelError",

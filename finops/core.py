@@ -1,29 +1,31 @@
-"""``finops.FinOps``: the one configured object (ledger, prices, policies) and ``wrap``."""
+"""``finops.FinOps``: the one configured object (ledger, prices, policies) and ``wrap``.
+
+``FinOps`` composes; it decides nothing per call. At construction it builds the ledger, the
+meter (the response side) and the ordered list of call-path steps from its configuration
+(:mod:`finops.pipeline.compose`); ``wrap`` hands both to the facade.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-import warnings
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from finops.context import current_tags
-from finops.errors import ConfigError, MeteringWarning, UnknownModelError
-from finops.intercept.calls import CallContext
-from finops.intercept.facade import with_call_header, wrap_client
-from finops.meter import Meter, utc_now
-from finops.usage import TOKEN_FIELDS
+from finops.errors import ConfigError
+from finops.intercept.facade import wrap_client
+from finops.metering import Meter
+from finops.metering.meter import utc_now
+from finops.pipeline import Pipeline, StepConfig, StepEnv, build_steps
+from finops.tokens.step import check_mode
 
 if TYPE_CHECKING:
     from finops.budgets import Budget, BudgetManager, BudgetStatus
     from finops.ledger import Ledger
-    from finops.meter import ClientHook
+    from finops.pipeline import Step
     from finops.pricing import PriceBook
     from finops.tokens import Estimate
 
@@ -32,9 +34,6 @@ __all__ = ["FinOps"]
 log = logging.getLogger("finops")
 
 C = TypeVar("C")
-
-#: Keyword arguments finops takes off an SDK call before passing it on.
-TAGS_KWARG = "finops_tags"
 
 
 def _check_unknown_policy(policy: str) -> str:
@@ -64,6 +63,19 @@ class FinOps:
             before it is sent, :class:`finops.UnknownModelError`) or ``"fallback:<model>"``.
         store_content: store prompt and response text on ledger rows (default False: only a
             SHA-256 of the request body is stored).
+        budgets: :class:`finops.Budget` limits, reserved before each call (docs/budgets.md).
+        budget_store: ``"memory"``, ``"sqlite:///path"`` or ``"redis://host:port/db"``.
+        on_budget_warn: called with a :class:`finops.budgets.BudgetEvent` when a ``warn``
+            budget is crossed.
+        estimate: pre-call token estimates: ``"auto"`` (default), ``"exact"``, ``"bound"``
+            or ``"off"`` (estimate only when a budget or a cost cap needs it).
+        max_call_cost: default per-call cap in USD (e.g. ``"0.50"``): a call whose worst-case
+            cost is above it is refused before it is sent (:class:`finops.CallCostExceeded`).
+            Per call: ``finops_max_cost="0.05"``.
+        steps: your own :class:`finops.Step` objects (a redaction, a guard, a custom
+            answer source). They run after the built-in steps that rewrite the request
+            (cache lookup, routing) and before the estimate and budget reservation, so what
+            they change is what gets estimated and budgeted (docs/architecture.md).
         clock: returns the current time (timezone-aware); injectable for tests.
     """
 
@@ -80,19 +92,18 @@ class FinOps:
         budget_store: str = "memory",
         on_budget_warn: Callable[..., None] | None = None,
         estimate: str = "auto",
+        max_call_cost: str | int | Decimal | None = None,
+        steps: Iterable[Step] = (),
         clock: Callable[[], datetime] | None = None,
     ) -> None:
+        from finops.budgets.call_cap import parse_cap
         from finops.ledger import Ledger
 
-        if estimate not in _ESTIMATE_MODES:
-            raise ConfigError(
-                f"estimate={estimate!r} is not a mode: use one of {', '.join(_ESTIMATE_MODES)}"
-            )
-        self.estimate_mode = estimate
-
+        self.estimate_mode = check_mode(estimate)
         self.unknown_model = _check_unknown_policy(unknown_model)
         self.store_content = bool(store_content)
         self.clock = clock or utc_now
+        cap = None if max_call_cost is None else parse_cap(max_call_cost, where="max_call_cost")
         self._prices_arg = prices
         self._overrides = price_overrides
         self._pricebook: PriceBook | None = None
@@ -103,31 +114,48 @@ class FinOps:
         else:
             self.ledger = Ledger(ledger, spool_dir=spool_dir)
             self._owns_ledger = True
-        self._meter = Meter(
-            sink=self.ledger,
-            pricebook=self.pricebook,
-            unknown_model=self.unknown_model,
-            store_content=self.store_content,
-            clock=self.clock,
-            on_call_end=self._settle,
-        )
+
         self._budgets: BudgetManager | None = None
         budget_list = list(budgets)
         if budget_list:
             from finops.budgets import BudgetManager
+            from finops.budgets.step import ledger_seed
 
             self._budgets = BudgetManager(
                 budget_list,
                 store=budget_store,
                 clock=self.clock,
                 on_warn=on_budget_warn,
-                seed=self._seed_budget,
+                seed=ledger_seed(self.ledger),
             )
+        env = StepEnv(pricebook=self.pricebook, ledger=self.ledger, clock=self.clock)
+        config = StepConfig(
+            unknown_model=self.unknown_model,
+            estimate=self.estimate_mode,
+            budgets=self._budgets,
+            max_call_cost=cap,
+            extra=tuple(steps),
+        )
+        self._pipeline = Pipeline(build_steps(config, env), store_content=self.store_content)
+        self._meter = Meter(
+            sink=self.ledger,
+            pricebook=self.pricebook,
+            unknown_model=self.unknown_model,
+            store_content=self.store_content,
+            clock=self.clock,
+            on_row=self._pipeline.on_row,
+            on_call_end=self._pipeline.after,
+        )
         self._closed = False
         if self.estimate_mode != "off":
             # Loading a BPE table takes ~0.4 s: do it now, off the caller's thread, rather
             # than inside the first metered call.
             threading.Thread(target=_warm_tokenizer, name="finops-warmup", daemon=True).start()
+
+    @property
+    def steps(self) -> list[str]:
+        """Names of the call-path steps this FinOps runs, in order (docs/architecture.md)."""
+        return [step.name for step in self._pipeline.steps]
 
     @classmethod
     def from_config(cls, path: str | Path, **overrides: Any) -> FinOps:
@@ -156,6 +184,7 @@ class FinOps:
             "store_content",
             "budget_store",
             "estimate",
+            "max_call_cost",
         }
         unknown = set(settings) - allowed
         if unknown:
@@ -184,109 +213,6 @@ class FinOps:
         """Limit, spent, reserved, remaining and burn rate of every budget (current period)."""
         return [] if self._budgets is None else self._budgets.status()
 
-    def _seed_budget(
-        self, budget: Budget, scope_key: str, start: datetime, end: datetime
-    ) -> tuple[Decimal, int]:
-        """Spend already in the ledger for a budget's scope and period (after a restart)."""
-        self.ledger.flush(timeout_s=5)
-        clauses = ["ts_start >= ?", "ts_start < ?", "status <> 'blocked'"]
-        params: list[Any] = [start, end]
-        for key, value in budget.scope.items():
-            if value == "*":
-                continue
-            clauses.append("tags[?] = ?")
-            params.extend([key, value])
-        if scope_key:  # per-value budgets ("agent": "*"): the concrete values of this counter
-            for part in scope_key.split("|"):
-                key, _, value = part.partition("=")
-                value = value.replace("%7C", "|").replace("%25", "%")  # scope_key escaping
-                if key and key in budget.scope and budget.scope[key] == "*":
-                    clauses.append("tags[?] = ?")
-                    params.extend([key, value])
-        result = self.ledger.query(
-            "SELECT coalesce(sum(cost_total), 0), coalesce(sum("
-            + " + ".join(f"coalesce({c}, 0)" for c in TOKEN_FIELDS)
-            + "), 0) FROM calls WHERE "
-            + " AND ".join(clauses),
-            params,
-        )
-        cost, tokens = result[0] if result else (0, 0)
-        return Decimal(cost), int(tokens)
-
-    def _settle(self, ctx: CallContext) -> None:
-        reservation = ctx.reservation
-        if reservation is not None and self._budgets is not None:
-            self._budgets.settle(reservation, cost=ctx.spent_cost, tokens=ctx.spent_tokens)
-
-    def _reserve(
-        self,
-        hook: ClientHook,
-        endpoint: str,
-        kwargs: dict[str, Any],
-        tags: Mapping[str, str],
-        estimate: Estimate | None,
-        wire: str,
-    ) -> tuple[Any, dict[str, Any], Estimate | None, str | None, str | None]:
-        """Reserve budget before the call. Returns (reservation, kwargs, estimate, route, flags)."""
-        assert self._budgets is not None
-        from finops.errors import BudgetExceeded
-
-        model = kwargs.get("model")
-        cost, tokens = _worst_case(estimate)
-        try:
-            reservation = self._budgets.reserve(tags=tags, cost=cost, tokens=tokens, model=model)
-        except BudgetExceeded as exc:
-            self._record_blocked(hook, endpoint, kwargs, tags, estimate, exc)
-            raise
-        route = None
-        target = getattr(reservation, "downgrade_to", None)
-        if target and target != model:
-            # A downgrade budget is near its limit: send the call to the cheaper model instead.
-            self._budgets.release(reservation)
-            kwargs = {**kwargs, "model": target}
-            estimate = self._estimate(wire, endpoint, kwargs)
-            cost, tokens = _worst_case(estimate)
-            try:
-                reservation = self._budgets.reserve(
-                    tags=tags, cost=cost, tokens=tokens, model=target, allow_downgrade=False
-                )
-            except BudgetExceeded as exc:
-                self._record_blocked(hook, endpoint, kwargs, tags, estimate, exc)
-                raise
-            route = f"budget_downgrade:{model}->{target}"
-        flags = getattr(reservation, "flags", None)
-        return reservation, kwargs, estimate, route, "; ".join(flags) if flags else None
-
-    def _record_blocked(
-        self,
-        hook: ClientHook,
-        endpoint: str,
-        kwargs: Mapping[str, Any],
-        tags: Mapping[str, str],
-        estimate: Estimate | None,
-        exc: Exception,
-    ) -> None:
-        """A refused call still gets a row: status blocked, with the cost it would have had."""
-        from finops.meter import blocked_row
-
-        try:
-            self.ledger.append(
-                blocked_row(
-                    hook,
-                    endpoint=endpoint,
-                    kwargs=kwargs,
-                    tags=tags,
-                    estimate=estimate,
-                    reason=str(exc),
-                    budget=getattr(exc, "budget", None),
-                    now=self.clock(),
-                )
-            )
-        except Exception as err:  # the refusal itself must still reach the caller
-            warnings.warn(
-                f"finops: could not record a blocked call: {err!r}", MeteringWarning, stacklevel=4
-            )
-
     # -- estimates -----------------------------------------------------------------------
     def estimate(
         self,
@@ -308,32 +234,6 @@ class FinOps:
             pricebook=self.pricebook(),
             mode="exact",
         )
-
-    def _estimate(self, wire: str, endpoint: str, kwargs: Mapping[str, Any]) -> Estimate | None:
-        if self.estimate_mode == "off" and self._budgets is None:
-            return None
-        try:
-            from finops.tokens import estimate_request
-
-            mode = self.estimate_mode
-            if mode in ("auto", "off"):
-                mode = "exact" if _small(kwargs) else "bound"
-            return estimate_request(
-                provider=wire,
-                endpoint=endpoint,
-                body=kwargs,
-                # the worst-case price is only needed to reserve budget
-                pricebook=self.pricebook() if self._budgets is not None else None,
-                mode=mode,
-                at=self.clock(),
-            )
-        except Exception as exc:  # an estimate must never break the call...
-            log.warning("finops: could not estimate a %s request: %r", endpoint, exc)
-        if self._budgets is None:
-            return None
-        # ...nor open a hole in a budget: reserve a tokenizer-free upper bound instead,
-        # priced conservatively (an unknown model at a top-tier reference price).
-        return cast("Estimate", _fallback_estimate(self.pricebook(), wire, kwargs, self.clock()))
 
     # -- configuration -------------------------------------------------------------------
     def pricebook(self) -> PriceBook:
@@ -362,69 +262,7 @@ class FinOps:
         """
         if self._closed:
             raise ConfigError("this FinOps is closed; create a new one to wrap more clients")
-        return wrap_client(self, client)
-
-    def _start_call(
-        self,
-        hook: ClientHook,
-        endpoint: str,
-        kwargs: dict[str, Any],
-        *,
-        wire: str,
-        kind: str,
-    ) -> tuple[CallContext, dict[str, Any]]:
-        """Pre-call steps (DESIGN.md §1, 1–4). Raises only for decisions made before sending."""
-        call_tags = kwargs.pop(TAGS_KWARG, None)
-        tags = current_tags()
-        if call_tags:
-            tags = {**tags, **{str(k): str(v) for k, v in call_tags.items() if v is not None}}
-        model = kwargs.get("model")
-        model = model if isinstance(model, str) else None
-        stream = kind == "deferred" or kwargs.get("stream") is True
-
-        if self.unknown_model == "raise" and model is not None:
-            book = self.pricebook()
-            if book.resolve(model=model, provider=hook_price_provider(hook)) is None:
-                raise UnknownModelError(
-                    f"finops has no price for model {model!r}, and unknown_model='raise': the "
-                    f"call was not sent. Add the model to price_overrides, or use "
-                    f"unknown_model='zero_flagged' or 'fallback:<model>'.",
-                    provider=hook_price_provider(hook) or wire,
-                    model=model,
-                )
-
-        strip = False
-        if endpoint == "chat.completions" and stream:
-            options = kwargs.get("stream_options")
-            options = dict(options) if isinstance(options, Mapping) else {}
-            if options.get("include_usage") is not True:
-                options["include_usage"] = True
-                kwargs = {**kwargs, "stream_options": options}
-                strip = True
-
-        estimate = self._estimate(wire, endpoint, kwargs)
-        reservation = route = flags = None
-        if self._budgets is not None:
-            reservation, kwargs, estimate, route, flags = self._reserve(
-                hook, endpoint, kwargs, tags, estimate, wire
-            )
-            model = kwargs.get("model") if isinstance(kwargs.get("model"), str) else model
-
-        tier = kwargs.get("service_tier")
-        ctx = hook.context(
-            endpoint=endpoint,
-            requested_model=model,
-            stream=stream,
-            tags=tags,
-            strip_usage_chunk=strip,
-            service_tier=tier if isinstance(tier, str) else None,
-            prompt_text=_prompt_text(kwargs) if self.store_content else None,
-            estimate=estimate,
-            reservation=reservation,
-            route_decision=route,
-            budget_flags=flags,
-        )
-        return ctx, with_call_header(kwargs, ctx)
+        return wrap_client(client, meter=self._meter, pipeline=self._pipeline)
 
     # -- lifecycle -----------------------------------------------------------------------
     def flush(self, timeout_s: float | None = None) -> bool:
@@ -447,81 +285,6 @@ class FinOps:
         self.close()
 
 
-_ESTIMATE_MODES = ("auto", "exact", "bound", "off")
-_SMALL_REQUEST_CHARS = 16_000
-
-
-
-def _small(kwargs: Mapping[str, Any]) -> bool:
-    """Cheap check whether exact counting is affordable on the hot path (~0.13 ms / 1k tokens)."""
-    total = 0
-    for key in ("messages", "input", "system", "instructions", "tools"):
-        value = kwargs.get(key)
-        if value is None:
-            continue
-        total += len(value) if isinstance(value, str) else len(repr(value))
-        if total > _SMALL_REQUEST_CHARS:
-            return False
-    return True
-
-
-@dataclass(frozen=True, slots=True)
-class _BoundEstimate:
-    """Same fields as finops.tokens.Estimate; built without importing the tokenizer."""
-
-    input_tokens: int
-    output_tokens_max: int
-    cost_max: Decimal | None
-    exact: bool
-    error_bound: float
-    method: str
-    model: str
-    fallback: bool
-
-
-def _fallback_estimate(book: PriceBook, wire: str, kwargs: Mapping[str, Any], now: datetime) -> Any:
-    """A guaranteed upper bound without the tokenizer: one token per UTF-8 byte at most."""
-    from finops.usage import Usage
-
-    size = 64
-    for key in ("messages", "input", "system", "instructions", "tools"):
-        if key in kwargs:
-            size += len(json.dumps(kwargs[key], default=str).encode())
-    model = str(kwargs.get("model") or "")
-    out = (
-        kwargs.get("max_completion_tokens")
-        or kwargs.get("max_tokens")
-        or kwargs.get("max_output_tokens")
-    )
-    out_max = int(out) if isinstance(out, int) else 0
-    if not out_max:
-        out_max = book.max_output_tokens(provider=None, model=model) or 32_768
-    usage = Usage(input_tokens=size, output_tokens=out_max)
-    cost = book.price(provider=None, model=model, usage=usage, at=now)
-    if cost.status == "unknown_model":
-        reference = "claude-opus-4-1" if wire == "anthropic" else "gpt-4o"
-        cost = book.price(provider=None, model=reference, usage=usage, at=now)
-    return _BoundEstimate(
-        input_tokens=size,
-        output_tokens_max=out_max,
-        cost_max=cost.total,
-        exact=False,
-        error_bound=3.0,
-        method="fallback:utf8-bytes",
-        model=model,
-        fallback=True,
-    )
-
-
-def _worst_case(estimate: Estimate | None) -> tuple[Decimal, int]:
-    """The amount to reserve. Without an estimate, reserve nothing in USD but 1 token so
-    token budgets at their limit still refuse (a call is never free of tokens)."""
-    if estimate is None:
-        return Decimal(0), 1
-    cost = estimate.cost_max if estimate.cost_max is not None else Decimal(0)
-    return cost, int(estimate.input_tokens) + int(estimate.output_tokens_max)
-
-
 def _warm_tokenizer() -> None:
     try:
         from finops.tokens.encodings import get_encoding
@@ -529,22 +292,3 @@ def _warm_tokenizer() -> None:
         get_encoding("o200k_base")
     except Exception as exc:  # estimates will report the problem on first use
         log.debug("finops: tokenizer warm-up failed: %r", exc)
-
-
-def hook_price_provider(hook: ClientHook) -> str | None:
-    """The price-table provider a wrapped client's calls are priced under."""
-    return hook._price_provider
-
-
-def _prompt_text(kwargs: Mapping[str, Any]) -> str | None:
-    picked = {
-        k: kwargs[k]
-        for k in ("system", "instructions", "messages", "input", "tools")
-        if k in kwargs
-    }
-    if not picked:
-        return None
-    try:
-        return json.dumps(picked, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
-        return None

@@ -11,6 +11,7 @@ The whole tree::
     │   └── EncodingIntegrityError  a bundled BPE file does not match its SHA-256
     ├── BudgetError
     │   ├── BudgetExceeded          a call would go over a budget (raised before any network I/O)
+    │   │   └── CallCostExceeded    one call's worst case is above its per-call cap (``finops_max_cost``)
     │   └── BudgetBackendUnavailable the budget store cannot be reached and policy is fail_closed
     └── LedgerError
         └── MigrationError          the ledger schema is newer than this finops, or a migration failed
@@ -37,6 +38,7 @@ __all__ = [
     "BudgetError",
     "BudgetExceeded",
     "BudgetWarning",
+    "CallCostExceeded",
     "ConfigError",
     "EncodingIntegrityError",
     "FinOpsError",
@@ -127,44 +129,26 @@ class BudgetExceeded(BudgetError):
         return self.limit - self.spent - self.reserved
 
     def __reduce__(self) -> tuple[Any, ...]:  # keep it picklable across processes
-        return (
-            _rebuild_budget_exceeded,
-            (
-                str(self),
-                self.budget,
-                self.scope,
-                self.period,
-                self.unit,
-                self.limit,
-                self.spent,
-                self.reserved,
-                self.requested,
-            ),
-        )
+        return (_rebuild_budget_exceeded, (type(self), str(self), dict(self.__dict__)))
 
 
 def _rebuild_budget_exceeded(
-    message: str,
-    budget: str,
-    scope: dict[str, str],
-    period: str,
-    unit: str,
-    limit: Decimal,
-    spent: Decimal,
-    reserved: Decimal,
-    requested: Decimal,
+    cls: type[BudgetExceeded], message: str, state: dict[str, Any]
 ) -> BudgetExceeded:
-    return BudgetExceeded(
-        message,
-        budget=budget,
-        scope=scope,
-        period=period,
-        unit=unit,
-        limit=limit,
-        spent=spent,
-        reserved=reserved,
-        requested=requested,
-    )
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
+class CallCostExceeded(BudgetExceeded):
+    """A single call's worst-case cost is above its per-call cap; nothing was sent.
+
+    Raised for ``finops_max_cost="0.05"`` on a call (or ``FinOps(max_call_cost=...)``).
+    ``limit`` is the cap, ``requested`` the call's worst-case cost (``period`` is ``"call"``,
+    ``spent`` and ``reserved`` are 0). A subclass of :class:`BudgetExceeded`, so code that
+    handles budget refusals handles it too.
+    """
 
 
 class BudgetBackendUnavailable(BudgetError):

@@ -13,9 +13,10 @@ expiry, seeding from the ledger and the failure policy.
 
 from __future__ import annotations
 
+from finops.budgets.factory import open_store
 from finops.budgets.manager import BudgetEvent, BudgetManager, BudgetStatus, Reservation
 from finops.budgets.model import Budget, load_budgets
-from finops.budgets.store import BudgetStore, MemoryStore, open_store
+from finops.budgets.store import BudgetStore, MemoryStore
 
 __all__ = [
     "Budget",

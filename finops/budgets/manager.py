@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from finops.budgets.factory import open_store
 from finops.budgets.model import Budget, usd_to_units
 from finops.budgets.periods import period_bounds
 from finops.budgets.store import (
@@ -39,7 +40,6 @@ from finops.budgets.store import (
     CounterKey,
     HoldRequest,
     counter_key,
-    open_store,
 )
 from finops.errors import (
     BudgetBackendUnavailable,

@@ -1,4 +1,4 @@
-"""The budget store interface, the in-process store, and ``open_store(url)``.
+"""The budget store interface and the in-process store (``open_store`` is in factory.py).
 
 A store keeps, per *counter* (one budget × one scope value × one period), the settled
 ``spent`` amount and the *holds* of calls in flight (reservation id → amount, expiry).
@@ -17,8 +17,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
-from finops.errors import ConfigError
-
 __all__ = [
     "DOWNGRADE",
     "ENFORCE",
@@ -30,7 +28,6 @@ __all__ = [
     "MemoryStore",
     "ReserveOutcome",
     "counter_key",
-    "open_store",
 ]
 
 #: Hold modes. ``ENFORCE``: refuse everything if this counter cannot hold the amount.
@@ -284,33 +281,3 @@ class MemoryStore(BudgetStore):
     def scope_keys(self, budget: str, start: int) -> list[str]:
         with self._lock:
             return list(self._scopes.get((budget, start), ()))
-
-
-def open_store(url: str | BudgetStore) -> BudgetStore:
-    """A store from a URL: ``"memory"``, ``"sqlite:///relative.db"``,
-    ``"sqlite:////absolute/path.db"``, ``"redis://host:port/db"`` (needs the ``[redis]``
-    extra), or an existing :class:`BudgetStore` (returned as is)."""
-    if isinstance(url, BudgetStore):
-        return url
-    if not isinstance(url, str):
-        raise ConfigError(f"budget_store must be a URL string, got {url!r}")
-    if url in ("memory", "memory://", ""):
-        return MemoryStore()
-    if url.startswith("sqlite://"):
-        from finops.budgets.sqlite_store import SQLiteStore
-
-        path = url[len("sqlite://") :]
-        if not path.startswith("/") or path == "/":
-            raise ConfigError(
-                f"budget_store {url!r}: write sqlite:///relative/path.db or "
-                "sqlite:////absolute/path.db"
-            )
-        return SQLiteStore(path[1:])
-    if url.startswith(("redis://", "rediss://", "unix://")):
-        from finops.budgets.redis_store import RedisStore
-
-        return RedisStore(url)
-    raise ConfigError(
-        f"budget_store {url!r} is not supported: use 'memory', 'sqlite:///budgets.db' or "
-        "'redis://127.0.0.1:6379/0'"
-    )

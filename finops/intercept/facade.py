@@ -8,9 +8,9 @@ How a client is wrapped, using public seams only:
    transport sends through that client, so its configuration keeps working.
 2. On that copy (an object finops owns) the generation methods — ``chat.completions.create``,
    ``responses.create``, ``embeddings.create``, ``messages.create``, ``messages.stream`` and
-   their ``parse``/``stream`` helpers — are replaced by wrappers that run the pre-call steps
-   (tags, estimate, budget check) *before* the SDK sends anything, then call the SDK's own
-   method. ``with_raw_response`` / ``with_streaming_response`` are built by the SDK from these
+   their ``parse``/``stream`` helpers — are replaced by wrappers that run the pipeline's
+   pre-call steps (:mod:`finops.pipeline`) *before* the SDK sends anything, then call the
+   SDK's own method. ``with_raw_response`` / ``with_streaming_response`` are built by the SDK from these
    attributes, so they go through the wrappers too.
 3. ``with_options`` / ``copy`` on the wrapped client return wrapped clients as well.
 
@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx2
 
-from finops.intercept.calls import HEADER, CallContext
+from finops.intercept.calls import HEADER, Call
 from finops.intercept.transport import AsyncMeteringTransport, MeteringTransport
 
 if TYPE_CHECKING:
-    from finops.core import FinOps
-    from finops.meter import ClientHook
+    from finops.metering import ClientHook, Meter
+    from finops.pipeline import Pipeline
 
 __all__ = ["wrap_client"]
 
@@ -93,12 +93,16 @@ def _price_provider(wire: str, base_url: str) -> str | None:
     return wire if host in ("127.0.0.1", "localhost", "::1") else None
 
 
-def wrap_client(fo: FinOps, client: C) -> C:
-    """Return a metered copy of an OpenAI or Anthropic client (sync or async)."""
+def wrap_client(client: C, *, meter: Meter, pipeline: Pipeline) -> C:
+    """Return a metered copy of an OpenAI or Anthropic client (sync or async).
+
+    ``pipeline`` runs the pre-call steps of every wrapped method call; ``meter`` turns each
+    HTTP attempt into a ledger row.
+    """
     wire, sdk = _sdk(client)
     is_async = isinstance(client, (sdk.AsyncOpenAI if wire == "openai" else sdk.AsyncAnthropic))
     base_url = str(getattr(client, "base_url", ""))
-    hook = fo._meter.hook(
+    hook = meter.hook(
         wire, api_url=base_url or None, price_provider=_price_provider(wire, base_url)
     )
     # The SDK's current httpx2 client. Read only: it is handed to the new transport as the
@@ -121,12 +125,29 @@ def wrap_client(fo: FinOps, client: C) -> C:
         )
         http_client = sdk.DefaultHttpxClient(transport=transport)
     wrapped = client.with_options(http_client=http_client)  # type: ignore[attr-defined]
-    _wrap_resources(fo, wrapped, hook, wire)
+    _wrap_resources(_Wrapping(meter, pipeline, hook, wire), wrapped)
     return wrapped  # type: ignore[no-any-return]
 
 
-def _wrap_resources(fo: FinOps, client: Any, hook: ClientHook, wire: str) -> None:
-    methods = _OPENAI_METHODS if wire == "openai" else _ANTHROPIC_METHODS
+class _Wrapping:
+    """What every wrapped method of one client needs."""
+
+    __slots__ = ("hook", "meter", "pipeline", "wire")
+
+    def __init__(self, meter: Meter, pipeline: Pipeline, hook: ClientHook, wire: str) -> None:
+        self.meter = meter
+        self.pipeline = pipeline
+        self.hook = hook
+        self.wire = wire
+
+    def start(self, endpoint: str, kind: str, kwargs: dict[str, Any]) -> tuple[Call, dict[str, Any]]:
+        """Run the pre-call steps; the kwargs to send carry the call's id header."""
+        call = self.pipeline.start(self.hook, endpoint, kwargs, kind=kind)
+        return call, with_call_header(call.kwargs, call)
+
+
+def _wrap_resources(w: _Wrapping, client: Any) -> None:
+    methods = _OPENAI_METHODS if w.wire == "openai" else _ANTHROPIC_METHODS
     for path, name, endpoint, kind in methods:
         resource: Any = client
         try:
@@ -137,48 +158,44 @@ def _wrap_resources(fo: FinOps, client: Any, hook: ClientHook, wire: str) -> Non
         original = getattr(resource, name, None)
         if original is None or getattr(original, "__finops_wrapped__", False):
             continue
-        setattr(resource, name, _facade(fo, hook, original, endpoint, kind, wire))
+        setattr(resource, name, _facade(w, original, endpoint, kind))
 
     # Copies made from the wrapped client stay wrapped.
     for copier in ("with_options", "copy"):
         original_copy = getattr(client, copier, None)
         if original_copy is not None:
-            setattr(client, copier, _rewrap_copy(fo, hook, original_copy, wire))
+            setattr(client, copier, _rewrap_copy(w, original_copy))
 
 
-def _rewrap_copy(fo: FinOps, hook: ClientHook, original: Callable[..., Any], wire: str) -> Any:
+def _rewrap_copy(w: _Wrapping, original: Callable[..., Any]) -> Any:
     @functools.wraps(original)
     def copy(*args: Any, **kwargs: Any) -> Any:
         if kwargs.get("http_client") is not None:
             # A new transport was asked for: meter it like a freshly wrapped client.
-            return wrap_client(fo, original(*args, **kwargs))
+            return wrap_client(original(*args, **kwargs), meter=w.meter, pipeline=w.pipeline)
         new = original(*args, **kwargs)
-        _wrap_resources(fo, new, hook, wire)
+        _wrap_resources(w, new)
         return new
 
     return copy
 
 
 def _facade(
-    fo: FinOps,
-    hook: ClientHook,
-    original: Callable[..., Any],
-    endpoint: str,
-    kind: str,
-    wire: str,
+    w: _Wrapping, original: Callable[..., Any], endpoint: str, kind: str
 ) -> Callable[..., Any]:
+    end_call = w.meter.end_call
     if inspect.iscoroutinefunction(original):
 
         @functools.wraps(original)
         async def acall(*args: Any, **kwargs: Any) -> Any:
-            ctx, kwargs = fo._start_call(hook, endpoint, kwargs, wire=wire, kind=kind)
+            ctx, kwargs = w.start(endpoint, kind, kwargs)
             try:
                 result = await original(*args, **kwargs)
             except BaseException:
-                fo._meter.end_call(ctx)
+                end_call(ctx)
                 raise
             if not ctx.stream:
-                fo._meter.end_call(ctx)
+                end_call(ctx)
             return result
 
         acall.__finops_wrapped__ = True  # type: ignore[attr-defined]
@@ -186,21 +203,21 @@ def _facade(
 
     @functools.wraps(original)
     def call(*args: Any, **kwargs: Any) -> Any:
-        ctx, kwargs = fo._start_call(hook, endpoint, kwargs, wire=wire, kind=kind)
+        ctx, kwargs = w.start(endpoint, kind, kwargs)
         try:
             result = original(*args, **kwargs)
         except BaseException:
-            fo._meter.end_call(ctx)
+            end_call(ctx)
             raise
         if kind == "call" and not ctx.stream:
-            fo._meter.end_call(ctx)
+            end_call(ctx)
         return result
 
     call.__finops_wrapped__ = True  # type: ignore[attr-defined]
     return call
 
 
-def with_call_header(kwargs: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
+def with_call_header(kwargs: dict[str, Any], ctx: Call) -> dict[str, Any]:
     """``kwargs`` with finops' internal header added to the SDK's ``extra_headers``."""
     extra = kwargs.get("extra_headers")
     headers: dict[str, Any] = dict(extra) if isinstance(extra, Mapping) else {}

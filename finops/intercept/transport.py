@@ -18,6 +18,7 @@ from typing import Protocol
 
 import httpx2
 
+from finops.pipeline.call import Served
 from finops.providers.base import StreamWatcher
 
 __all__ = ["AsyncMeteringTransport", "Attempt", "AttemptHook", "MeteringTransport"]
@@ -27,6 +28,14 @@ _DROP_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
 
 class Attempt(Protocol):
     """One metered HTTP attempt, as seen by the transport."""
+
+    @property
+    def served(self) -> Served | None:
+        """An answer to return instead of sending the request (a cache hit), or None."""
+
+    @property
+    def capture(self) -> bool:
+        """Whether the raw response bytes are wanted in :meth:`finish` (``raw=``)."""
 
     def watcher(self, response: httpx2.Response) -> StreamWatcher | None:
         """A stream watcher if ``response`` is an SSE stream to be watched, else None."""
@@ -39,8 +48,13 @@ class Attempt(Protocol):
         watcher: StreamWatcher | None,
         outcome: str,
         error: BaseException | None,
+        raw: bytes | None = None,
     ) -> None:
-        """Report the end of the attempt. ``outcome``: complete | closed_early | failed."""
+        """Report the end of the attempt. ``outcome``: complete | closed_early | failed.
+
+        ``raw``: the SSE bytes as received (before any event was hidden from the SDK), when
+        the attempt asked to capture them.
+        """
 
 
 class AttemptHook(Protocol):
@@ -57,13 +71,16 @@ class _Watch:
     events; each one is shown to the watcher, which may drop it (the injected usage chunk).
     """
 
-    __slots__ = ("_attempt", "_body", "_buffer", "_done", "_response", "_watcher")
+    __slots__ = ("_attempt", "_body", "_buffer", "_done", "_raw", "_response", "_watcher")
 
     def __init__(self, attempt: Attempt, response: httpx2.Response) -> None:
         self._attempt = attempt
         self._response = response
         self._watcher = attempt.watcher(response)
         self._body: list[bytes] = []
+        self._raw: list[bytes] | None = (
+            [] if self._watcher is not None and attempt.capture else None
+        )
         self._buffer = b""
         self._done = False
 
@@ -71,6 +88,8 @@ class _Watch:
         if self._watcher is None:
             self._body.append(chunk)
             return chunk
+        if self._raw is not None:
+            self._raw.append(chunk)
         buffer = self._buffer + chunk
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
@@ -117,6 +136,7 @@ class _Watch:
             watcher=self._watcher,
             outcome=outcome,
             error=error,
+            raw=b"".join(self._raw) if self._raw is not None else None,
         )
 
 
@@ -195,6 +215,16 @@ def _headers(response: httpx2.Response) -> list[tuple[bytes, bytes]]:
     return [(k, v) for k, v in response.headers.raw if k.lower().decode() not in _DROP_HEADERS]
 
 
+def _replay(served: Served, request: httpx2.Request) -> httpx2.Response:
+    """The response of a request answered by a step (nothing was sent)."""
+    return httpx2.Response(
+        served.status,
+        headers=dict(served.headers),
+        stream=httpx2.ByteStream(served.body),
+        request=request,
+    )
+
+
 def _wrap(
     response: httpx2.Response,
     attempt: Attempt,
@@ -241,6 +271,9 @@ class MeteringTransport(httpx2.BaseTransport):
         attempt = self._hook.begin(request)
         if attempt is None:
             return self._send(request)
+        served = attempt.served
+        if served is not None:
+            return _wrap(_replay(served, request), attempt, _SyncStream)
         try:
             response = self._send(request)
         except BaseException as exc:
@@ -281,6 +314,9 @@ class AsyncMeteringTransport(httpx2.AsyncBaseTransport):
         attempt = self._hook.begin(request)
         if attempt is None:
             return await self._send(request)
+        served = attempt.served
+        if served is not None:
+            return _wrap(_replay(served, request), attempt, _AsyncStream)
         try:
             response = await self._send(request)
         except BaseException as exc:

@@ -13,15 +13,6 @@ docs/pricing.md)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from finops.pricing.book import ModelRef, PriceBook, PricedCost, UnitPrices, default_tables_dir
-from finops.pricing.match import match_clause
 
 __all__ = ["ModelRef", "PriceBook", "PricedCost", "UnitPrices", "default_tables_dir"]
-
-
-def _match(clause: Mapping[str, Any], text: str) -> bool:
-    """Whether ``text`` matches a match clause (kept for callers of the first version)."""
-    return match_clause(clause, text)

@@ -1,46 +1,14 @@
 """Provider adapters: one per (provider, endpoint), all producing a normalized ``Usage``.
 
 :func:`classify` maps a request URL path to the metered endpoint it belongs to;
-:func:`adapter_for` returns the adapter that parses that endpoint's responses.
+:func:`adapter_for` returns the adapter that parses that endpoint's responses
+(:mod:`finops.providers.registry`). :mod:`finops.providers.stream_usage` is the call-path step
+that makes OpenAI chat streams report usage.
 """
 
 from __future__ import annotations
 
-from finops.providers.anthropic import MessagesAdapter
 from finops.providers.base import Parsed, ProviderAdapter, StreamWatcher
-from finops.providers.openai import ChatAdapter, EmbeddingsAdapter, ResponsesAdapter
+from finops.providers.registry import adapter_for, classify
 
 __all__ = ["Parsed", "ProviderAdapter", "StreamWatcher", "adapter_for", "classify"]
-
-_ADAPTERS: dict[tuple[str, str], ProviderAdapter] = {
-    ("openai", "chat.completions"): ChatAdapter(),
-    ("openai", "responses"): ResponsesAdapter(),
-    ("openai", "embeddings"): EmbeddingsAdapter(),
-    ("anthropic", "messages"): MessagesAdapter(),
-}
-
-# URL path suffix -> endpoint name. Order matters only for readability: suffixes are disjoint.
-_SUFFIXES: tuple[tuple[str, str], ...] = (
-    ("/chat/completions", "chat.completions"),
-    ("/responses", "responses"),
-    ("/embeddings", "embeddings"),
-    ("/messages", "messages"),
-)
-
-
-def classify(path: str) -> str | None:
-    """The metered endpoint for a request path (``/v1/chat/completions`` → ``chat.completions``).
-
-    ``/v1/messages/count_tokens``, ``/v1/messages/batches`` and other non-generation paths
-    return None: they are passed through unmetered.
-    """
-    path = path.rstrip("/")
-    for suffix, endpoint in _SUFFIXES:
-        if path.endswith(suffix):
-            return endpoint
-    return None
-
-
-def adapter_for(provider: str, endpoint: str) -> ProviderAdapter | None:
-    """The adapter for an endpoint; OpenAI-compatible hosts use the OpenAI adapters."""
-    return _ADAPTERS.get((provider, endpoint)) or _ADAPTERS.get(("openai", endpoint))

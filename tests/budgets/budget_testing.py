@@ -11,6 +11,33 @@ from pathlib import Path
 
 REDIS_SERVER = shutil.which("redis-server")
 
+#: A finops.toml with three budgets (a team/day USD limit, per-agent downgrading token
+#: limits, a monthly warn budget), shared by the model and CLI tests.
+TOML = """
+[finops]
+budget_store = "sqlite:///budgets.db"
+
+[[budgets]]
+scope = { team = "search" }
+limit = "50.00"
+period = "day"
+tz = "Europe/Paris"
+
+[[budgets]]
+name = "agents"
+scope = { agent = "*" }
+limit = 200_000
+unit = "tokens"
+period = "hour"
+action = "downgrade"
+downgrade_to = "gpt-4o-mini"
+
+[[budgets]]
+limit = 1000.5
+period = "month"
+action = "warn"
+"""
+
 
 class FakeClock:
     """A clock the test moves by hand (timezone-aware)."""

@@ -7,29 +7,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import typer
+from budget_testing import TOML
 from typer.testing import CliRunner
 
 from finops.budgets import BudgetManager, load_budgets
 from finops.cli.budgets import register
 
-CONFIG = """
-[finops]
-budget_store = "sqlite:///budgets.db"
+CONFIG = TOML
 
-[[budgets]]
-scope = { team = "search" }
-limit = "50.00"
-period = "day"
-tz = "Europe/Paris"
-
-[[budgets]]
-scope = { agent = "*" }
-limit = 200_000
-unit = "tokens"
-period = "hour"
-action = "downgrade"
-downgrade_to = "gpt-4o-mini"
-"""
 
 
 def make_app() -> typer.Typer:
@@ -58,7 +43,7 @@ def test_budgets_table_and_json(tmp_path: Path) -> None:
     result = runner.invoke(make_app(), ["budgets", "--config", str(config)])
     assert result.exit_code == 0, result.output
     out = result.output
-    assert "team=search/day" in out and "agent=*/hour/tokens [agent=planner]" in out
+    assert "team=search/day" in out and "agents [agent=planner]" in out
     for text in ("$50.0000", "$12.5000", "$2.0000", "$35.5000", "200,000", "25,000", "174,000"):
         assert text in out, text
 
@@ -72,8 +57,8 @@ def test_budgets_table_and_json(tmp_path: Path) -> None:
         "2",
         "35.50",
     )
-    assert rows["agent=*/hour/tokens"]["scope"] == {"agent": "planner"}
-    assert rows["agent=*/hour/tokens"]["spent"] == "25000"
+    assert rows["agents"]["scope"] == {"agent": "planner"}
+    assert rows["agents"]["spent"] == "25000"
 
 
 def test_budgets_store_override_and_errors(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from budget_testing import TOML
 
 import finops
 from finops.budgets import Budget, load_budgets
@@ -100,30 +101,7 @@ def test_limit_accepts_numbers_and_strings_without_float_error() -> None:
     assert Budget(limit=Decimal("0.0000000019"), period="day").limit_units == 1
 
 
-TOML = """
-[finops]
-budget_store = "sqlite:///budgets.db"
 
-[[budgets]]
-scope = { team = "search" }
-limit = "50.00"
-period = "day"
-tz = "Europe/Paris"
-
-[[budgets]]
-name = "agents"
-scope = { agent = "*" }
-limit = 200_000
-unit = "tokens"
-period = "hour"
-action = "downgrade"
-downgrade_to = "gpt-4o-mini"
-
-[[budgets]]
-limit = 1000.5
-period = "month"
-action = "warn"
-"""
 
 
 def test_load_budgets_from_path_and_dict(tmp_path: Path) -> None:

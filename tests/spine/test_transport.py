@@ -18,7 +18,7 @@ import pytest
 
 from finops.intercept.transport import AsyncMeteringTransport, MeteringTransport
 from finops.ledger.row import LedgerRow
-from finops.meter import Meter
+from finops.metering import Meter
 
 MODEL = "gpt-4o-2024-08-06"
 

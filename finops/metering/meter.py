@@ -1,7 +1,7 @@
-"""The metering pipeline behind the transport: parse → price → settle → one ledger row.
+"""The response side of every call: parse → price → one ledger row → the steps' hooks.
 
-Steps 8–11 of DESIGN.md §1. Runs when an HTTP attempt's body has been read or its stream has
-ended. Rule: nothing here may change what the application receives. Every failure is caught,
+Steps 8–11 of DESIGN.md §1, beside ``finops/intercept/`` that feeds it. Runs when an HTTP
+attempt's body has been read or its stream has ended. Rule: nothing here may change what the application receives. Every failure is caught,
 logged (``finops`` logger + :class:`~finops.errors.MeteringWarning`) and written on the row's
 ``finops_error`` column; the row itself is still written.
 """
@@ -11,22 +11,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 import warnings
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx2
 
 from finops.context import current_tags
 from finops.errors import MeteringWarning, UnknownModelWarning
-from finops.intercept.calls import HEADER, CallContext, CallRegistry
+from finops.intercept.calls import HEADER, CallRegistry
 from finops.ledger.row import LedgerRow
+from finops.metering.rows import clip, fill_cost, fill_usage, join, new_id, row_tokens
+from finops.pipeline.call import Call, Served
 from finops.providers import Parsed, StreamWatcher, adapter_for, classify
-from finops.usage import TOKEN_FIELDS, Usage
+from finops.usage import Usage
 
 if TYPE_CHECKING:
     from finops.pricing import PriceBook, PricedCost
@@ -35,19 +35,12 @@ __all__ = ["ClientHook", "Meter", "MeteredAttempt", "RowSink"]
 
 log = logging.getLogger("finops")
 
-_MAX_ERROR_TEXT = 500
-
 
 class RowSink(Protocol):
     """Where finished rows go (the ledger)."""
 
     def append(self, row: LedgerRow) -> None:
         """Take one row; must not block or raise."""
-
-
-def new_id() -> str:
-    """A random 128-bit hex id (cheaper than uuid4().hex, same entropy)."""
-    return os.urandom(16).hex()
 
 
 def approx_tokens(text: str) -> int:
@@ -73,8 +66,8 @@ class Meter:
         unknown_model: str,
         store_content: bool,
         clock: Callable[[], datetime],
-        on_attempt: Callable[[CallContext, LedgerRow], None] | None = None,
-        on_call_end: Callable[[CallContext], None] | None = None,
+        on_row: Callable[[Call, LedgerRow], None] | None = None,
+        on_call_end: Callable[[Call], None] | None = None,
     ) -> None:
         self.sink = sink
         self._pricebook = pricebook
@@ -83,7 +76,7 @@ class Meter:
         self.clock = clock
         self.registry = CallRegistry()
         self._warned_models: set[str] = set()
-        self._on_attempt = on_attempt
+        self._on_row = on_row
         self._on_call_end = on_call_end
 
     def hook(self, provider: str, *, api_url: str | None, price_provider: str | None) -> ClientHook:
@@ -91,7 +84,7 @@ class Meter:
         return ClientHook(self, provider, api_url=api_url, price_provider=price_provider)
 
     # -- pricing -------------------------------------------------------------------------
-    def price(self, ctx: CallContext, model: str | None, usage: Usage, at: datetime) -> PricedCost:
+    def price(self, ctx: Call, model: str | None, usage: Usage, at: datetime) -> PricedCost:
         """Price usage at the given time under this FinOps' unknown-model policy."""
         return self._pricebook().price(
             provider=ctx.price_provider,
@@ -119,25 +112,29 @@ class Meter:
         warnings.warn(message, UnknownModelWarning, stacklevel=2)
 
     # -- rows ------------------------------------------------------------------------------
-    def record(self, ctx: CallContext, row: LedgerRow) -> None:
-        """Account one finished attempt and hand its row to the ledger."""
-        if row.cost_total is not None:
-            with ctx.lock:
-                ctx.spent_cost += row.cost_total
-                ctx.spent_tokens += _row_tokens(row)
-        if self._on_attempt is not None:
+    def record(self, ctx: Call, row: LedgerRow) -> None:
+        """Let the steps amend one finished attempt's row, account it, hand it to the ledger."""
+        if self._on_row is not None:
             try:
-                self._on_attempt(ctx, row)
-            except Exception as exc:  # never let accounting break the call
-                _warn(f"attempt hook failed: {exc!r}")
-                row.finops_error = _join(row.finops_error, f"attempt hook: {exc!r}")
+                self._on_row(ctx, row)
+            except Exception as exc:  # never let a step break the call
+                _warn(f"a step failed on row {row.row_id}: {exc!r}")
+                row.finops_error = join(row.finops_error, f"step on_row: {exc!r}")
+        with ctx.lock:
+            ctx.last_status = row.status
+            ctx.last_http_status = row.http_status
+            if row.served_model:
+                ctx.served_model = row.served_model
+            if row.cost_total is not None:
+                ctx.spent_cost += row.cost_total
+                ctx.spent_tokens += row_tokens(row)
         try:
             self.sink.append(row)
         except Exception as exc:
             _warn(f"could not write ledger row {row.row_id}: {exc!r}")
 
-    def end_call(self, ctx: CallContext) -> None:
-        """The call is over (all attempts done): settle budgets, forget the context."""
+    def end_call(self, ctx: Call) -> None:
+        """The call is over (all attempts done): run the steps' ``after``, forget the call."""
         with ctx.lock:
             if ctx.ended:
                 return
@@ -166,7 +163,7 @@ class ClientHook:
     def begin(self, request: httpx2.Request) -> MeteredAttempt | None:
         """Meter generation endpoints; pass everything else (models.list, files...) through."""
         call_id = request.headers.get(HEADER)
-        ctx: CallContext | None = None
+        ctx: Call | None = None
         if call_id is not None:
             del request.headers[HEADER]
             ctx = self._meter.registry.get(call_id)
@@ -179,7 +176,7 @@ class ClientHook:
                 return None
         return MeteredAttempt(self._meter, ctx, request)
 
-    def _adhoc(self, endpoint: str, request: httpx2.Request) -> CallContext | None:
+    def _adhoc(self, endpoint: str, request: httpx2.Request) -> Call | None:
         """Context for a call made through an unwrapped method (SDK helpers, raw posts)."""
         try:
             body = json.loads(request.content) if request.content else {}
@@ -188,7 +185,7 @@ class ClientHook:
         if not isinstance(body, Mapping):
             body = {}
         model = body.get("model")
-        return CallContext(
+        return Call(
             call_id=new_id(),
             provider=self._provider,
             endpoint=endpoint,
@@ -202,17 +199,29 @@ class ClientHook:
             else None,
         )
 
-    def context(self, **fields: Any) -> CallContext:
-        """A registered context for a facade call on this client."""
-        ctx = CallContext(
+    @property
+    def provider(self) -> str:
+        """The wire format of this client's calls: ``"openai"`` or ``"anthropic"``."""
+        return self._provider
+
+    @property
+    def price_provider(self) -> str | None:
+        """The price-table provider of this client's calls (None: resolved from the model)."""
+        return self._price_provider
+
+    def new_call(self, **fields: Any) -> Call:
+        """A new, not yet registered call on this client (the steps run on it first)."""
+        return Call(
             call_id=new_id(),
             provider=self._provider,
             price_provider=self._price_provider,
             api_url=self._api_url,
             **fields,
         )
-        self._meter.registry.add(ctx)
-        return ctx
+
+    def register(self, call: Call) -> None:
+        """Make a call known to the transport (its requests carry its id in a header)."""
+        self._meter.registry.add(call)
 
 
 class MeteredAttempt:
@@ -220,7 +229,7 @@ class MeteredAttempt:
 
     __slots__ = ("_body_hash", "_meter", "_t0", "_ts", "ctx", "number")
 
-    def __init__(self, meter: Meter, ctx: CallContext, request: httpx2.Request) -> None:
+    def __init__(self, meter: Meter, ctx: Call, request: httpx2.Request) -> None:
         self._meter = meter
         self.ctx = ctx
         self.number = ctx.next_attempt()
@@ -231,6 +240,16 @@ class MeteredAttempt:
         except httpx2.RequestNotRead:
             content = b""
         self._body_hash = hashlib.sha256(content).hexdigest() if content else None
+
+    @property
+    def served(self) -> Served | None:
+        """The answer a step provided instead of the network (then nothing is sent)."""
+        return self.ctx.served
+
+    @property
+    def capture(self) -> bool:
+        """Whether a step asked for the raw response bytes."""
+        return self.ctx.capture
 
     def watcher(self, response: httpx2.Response) -> StreamWatcher | None:
         """Watch SSE bodies of successful responses; JSON bodies are parsed at the end."""
@@ -251,8 +270,14 @@ class MeteredAttempt:
         watcher: StreamWatcher | None,
         outcome: str,
         error: BaseException | None,
+        raw: bytes | None = None,
     ) -> None:
         """Build, price and record the row; never raises."""
+        ctx = self.ctx
+        if response is not None:
+            ctx.content_type = response.headers.get("content-type")
+        if ctx.capture:
+            ctx.body = raw if raw is not None else body
         try:
             row = self._row(response, body, watcher, outcome, error)
         except Exception as exc:  # last line of defence: a bare row still lands
@@ -268,7 +293,6 @@ class MeteredAttempt:
     def _base_row(self, status: str, response: httpx2.Response | None) -> LedgerRow:
         ctx = self.ctx
         elapsed = time.perf_counter() - self._t0
-        est = ctx.estimate
         return LedgerRow(
             row_id=new_id(),
             call_id=ctx.call_id,
@@ -282,15 +306,9 @@ class MeteredAttempt:
             requested_model=ctx.requested_model,
             stream=ctx.stream,
             http_status=response.status_code if response is not None else None,
-            route_decision=ctx.route_decision,
             tags=dict(ctx.tags),
             request_hash=self._body_hash,
             prompt_text=ctx.prompt_text,
-            budget_flags=ctx.budget_flags,
-            est_input_tokens=getattr(est, "input_tokens", None),
-            est_output_tokens_max=getattr(est, "output_tokens_max", None),
-            est_cost_max=getattr(est, "cost_max", None),
-            est_exact=getattr(est, "exact", None),
         )
 
     def _row(
@@ -305,7 +323,7 @@ class MeteredAttempt:
         if response is None:  # connection error, timeout: nothing came back
             row = self._base_row("error", None)
             row.error_type = type(error).__name__ if error else "no_response"
-            row.error_message = _clip(str(error)) if error else None
+            row.error_message = clip(str(error)) if error else None
             return row
 
         adapter = adapter_for(ctx.provider, ctx.endpoint)
@@ -325,6 +343,8 @@ class MeteredAttempt:
         status, error_type, message = self._status(response, parsed, outcome, error, problem)
         row = self._base_row(status, response)
         row.error_type, row.error_message = error_type, message
+        if status == "ok" and response.status_code < 300:
+            ctx.complete = True  # a whole, successful answer (what a cache may keep)
         if parsed is None:
             row.finops_error = problem
             return row
@@ -339,7 +359,7 @@ class MeteredAttempt:
             usage = self._estimate_usage(parsed, usage)
         if usage is None:
             return row
-        _fill_usage(row, usage)
+        fill_usage(row, usage)
         if parsed.service_tier in ("flex", "priority", "batch"):
             ctx.service_tier = parsed.service_tier
         try:
@@ -348,10 +368,10 @@ class MeteredAttempt:
             )
         except Exception as exc:
             row.pricing_status = "error"
-            row.finops_error = _join(row.finops_error, f"pricing failed: {exc}")
+            row.finops_error = join(row.finops_error, f"pricing failed: {exc}")
             _warn(f"could not price call {ctx.call_id}: {exc}")
             return row
-        _fill_cost(row, cost)
+        fill_cost(row, cost)
         if cost.status == "unknown_model":
             self._meter.warn_unknown(parsed.served_model or ctx.requested_model)
         return row
@@ -366,10 +386,10 @@ class MeteredAttempt:
     ) -> tuple[str, str | None, str | None]:
         if response.status_code >= 400:
             message = parsed.error_message if parsed else None
-            return "error", f"http_{response.status_code}", _clip(message) if message else None
+            return "error", f"http_{response.status_code}", clip(message) if message else None
         if outcome == "failed":
             kind = type(error).__name__ if error else "failed"
-            return "error", kind, _clip(str(error)) if error else None
+            return "error", kind, clip(str(error)) if error else None
         if problem is not None:
             return "error", "unparseable_response", None
         if parsed is not None and parsed.complete:
@@ -397,83 +417,6 @@ class MeteredAttempt:
         if est_in is None and not produced:
             return None
         return Usage(input_tokens=int(est_in or 0), output_tokens=produced, estimated=True)
-
-
-def blocked_row(
-    hook: ClientHook,
-    *,
-    endpoint: str,
-    kwargs: Mapping[str, Any],
-    tags: Mapping[str, str],
-    estimate: Any,
-    reason: str,
-    budget: str | None,
-    now: datetime,
-) -> LedgerRow:
-    """The row of a call refused by a budget before anything was sent.
-
-    It costs nothing (``cost_total`` 0); what it would have cost at worst is kept in
-    ``est_cost_max`` and ``counterfactual_cost``.
-    """
-    model = kwargs.get("model")
-    would_cost = getattr(estimate, "cost_max", None)
-    return LedgerRow(
-        row_id=new_id(),
-        call_id=new_id(),
-        attempt=0,
-        ts_start=now,
-        ts_end=now,
-        latency_ms=0.0,
-        provider=hook._price_provider or hook._provider,
-        endpoint=endpoint,
-        status="blocked",
-        requested_model=model if isinstance(model, str) else None,
-        stream=kwargs.get("stream") is True,
-        error_type="BudgetExceeded",
-        error_message=_clip(reason),
-        cost_total=Decimal(0),
-        counterfactual_cost=would_cost,
-        est_input_tokens=getattr(estimate, "input_tokens", None),
-        est_output_tokens_max=getattr(estimate, "output_tokens_max", None),
-        est_cost_max=would_cost,
-        est_exact=getattr(estimate, "exact", None),
-        budget_flags=f"blocked:{budget}" if budget else "blocked",
-        tags=dict(tags),
-    )
-
-
-def _row_tokens(row: LedgerRow) -> int:
-    return sum(getattr(row, name) or 0 for name in TOKEN_FIELDS)
-
-
-def _fill_usage(row: LedgerRow, usage: Usage) -> None:
-    for name in TOKEN_FIELDS:
-        setattr(row, name, getattr(usage, name))
-    row.server_tool_requests = dict(usage.server_tool_requests)
-    row.usage_estimated = usage.estimated
-    row.usage_mismatch = usage.mismatch
-
-
-def _fill_cost(row: LedgerRow, cost: PricedCost) -> None:
-    row.cost_input = cost.input
-    row.cost_cache_read = cost.cache_read
-    row.cost_cache_write = cost.cache_write
-    row.cost_output = cost.output
-    row.cost_tools = cost.tools
-    row.cost_steps = cost.steps
-    row.cost_total = cost.total
-    row.counterfactual_cost = cost.total
-    row.currency = cost.currency
-    row.price_version = cost.price_version
-    row.pricing_status = cost.status
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= _MAX_ERROR_TEXT else text[: _MAX_ERROR_TEXT - 1] + "…"
-
-
-def _join(first: str | None, second: str) -> str:
-    return second if not first else f"{first}; {second}"
 
 
 def _warn(message: str) -> None:
