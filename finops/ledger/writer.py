@@ -382,6 +382,8 @@ class Ledger:
                     self._cv.wait(timeout=remaining)
                 self._wake_now = False
                 stopping = self._stop
+            if stopping:  # a last look for what dead processes left, before we go too
+                self._next_orphan_scan = 0.0
             try:
                 if self._fatal is None:
                     self._cycle()
