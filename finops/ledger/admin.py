@@ -28,9 +28,12 @@ def connect(path: str | Path) -> Any:
     has the catalog open, and writers never wait for it. Keep it open as long as you like;
     every query sees the rows published up to that moment.
     """
-    from finops.ledger.catalog import memory_catalog
+    from finops.ledger.catalog import ensure_catalog, memory_catalog
 
-    return memory_catalog(parts_dir_for(Path(path)))
+    path = Path(path)
+    if path.exists():  # an old single-file ledger is migrated on first contact
+        ensure_catalog(path, parts_dir_for(path), timeout_s=2.0)
+    return memory_catalog(parts_dir_for(path))
 
 
 @dataclass

@@ -64,6 +64,7 @@ class Ledger:
         max_backoff_s: the longest wait between retries after a failed ingest.
         compact_interval_s: how often this process tries an automatic compaction.
         compact_min_parts: parts of one size class that trigger an automatic compaction.
+        compact_min_age_s: parts younger than this are left for the next compaction.
         grace_s: how long a part that was compacted away stays on disk for running queries.
         sync: fsync each part before publishing it (survives power loss, ~1 ms a part).
     """
@@ -80,6 +81,7 @@ class Ledger:
         max_backoff_s: float = 2.0,
         compact_interval_s: float = 10.0,
         compact_min_parts: int = 32,
+        compact_min_age_s: float = 2.0,
         grace_s: float = 300.0,
         sync: bool = True,
         **_legacy: Any,
@@ -127,6 +129,7 @@ class Ledger:
                 duckdb_threads=duckdb_threads,
                 compact_interval_s=compact_interval_s,
                 compact_min_parts=compact_min_parts,
+                compact_min_age_s=compact_min_age_s,
                 grace_s=grace_s,
                 sync=sync,
             )
@@ -158,6 +161,7 @@ class Ledger:
             threads=kw["duckdb_threads"],
             compact_interval_s=kw["compact_interval_s"],
             compact_min_parts=kw["compact_min_parts"],
+            compact_min_age_s=kw["compact_min_age_s"],
             grace_s=kw["grace_s"],
             sync=kw["sync"],
         )
