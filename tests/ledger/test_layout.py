@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from finops.cli import app
 from finops.ledger import Ledger, compact, connect, status
 from finops.ledger.layout import parts_dir_for
-from finops.ledger.migrations import MIGRATIONS, migrate
+from finops.ledger.migrations import migrate
 from finops.ledger.spool import select_sql
 
 
@@ -111,9 +111,7 @@ def test_an_old_single_file_ledger_migrates_forward(tmp_path: Path, make_row):
 
     spool.write_bytes(b"".join(encode(make_row(i)) for i in range(20)))
     con = duckdb.connect(str(path))  # what finops 0.1 wrote: a table `calls` in the file
-    for name, fn in MIGRATIONS[:2]:
-        assert name in ("m001_calls", "m002_views")
-    migrate(con)
+    migrate(con)  # the migrations of the time (and any added since) on a table
     con.execute(f"INSERT INTO calls {select_sql([spool])}")
     con.close()
     with Ledger(path) as ledger:
