@@ -9,7 +9,7 @@
         s-<spool segment>.parquet   one ingested spool segment (a writer cycle, ~0.5 s)
         c-<time>-<id>.parquet       a compacted part; its Parquet key-value metadata
                                     ``finops_sources`` names the parts it replaces
-        _schema-<hash>.parquet      zero rows, every column: keeps the views bindable
+        c-schema-<hash>.parquet     zero rows, every column: keeps the views bindable
     finops.duckdb.spool/     the crash-safe spool segments (see finops.ledger.spool)
 
 The ``calls`` view reads every part and leaves out the parts that a compacted part names as
@@ -43,7 +43,7 @@ __all__ = [
 
 SEGMENT_PREFIX = "s-"
 COMPACTED_PREFIX = "c-"
-SCHEMA_PREFIX = "_schema-"
+SCHEMA_PREFIX = "c-schema-"  # a c- name: the kv-metadata glob of compacted parts is never empty
 SOURCES_KEY = "finops_sources"
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd"
 
@@ -58,8 +58,8 @@ def sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _glob(parts: Path) -> str:
-    return sql_str(str(parts.resolve() / "*.parquet"))
+def _glob(parts: Path, prefix: str = "") -> str:
+    return sql_str(str(parts.resolve() / f"{prefix}*.parquet"))
 
 
 def view_sql(parts: Path, columns: list[tuple[str, str]]) -> str:
@@ -70,14 +70,16 @@ def view_sql(parts: Path, columns: list[tuple[str, str]]) -> str:
         f"SELECT {cols} FROM read_parquet({glob}, union_by_name = true, filename = true) "
         "WHERE parse_filename(filename) NOT IN ("
         "SELECT unnest(string_split(decode(value), ',')) "
-        f"FROM parquet_kv_metadata({glob}) WHERE decode(key) = '{SOURCES_KEY}')"
+        f"FROM parquet_kv_metadata({_glob(parts, COMPACTED_PREFIX)}) "
+        f"WHERE decode(key) = '{SOURCES_KEY}')"
     )
 
 
 def compacted_sources(con: Any, parts: Path) -> dict[str, tuple[str, ...]]:
     """``{compacted part name: names of the parts it replaces}`` as the directory is now."""
     rows = con.execute(
-        f"SELECT parse_filename(file_name), decode(value) FROM parquet_kv_metadata({_glob(parts)}) "
+        "SELECT parse_filename(file_name), decode(value) "
+        f"FROM parquet_kv_metadata({_glob(parts, COMPACTED_PREFIX)}) "
         f"WHERE decode(key) = '{SOURCES_KEY}'"
     ).fetchall()
     return {name: tuple(s for s in value.split(",") if s) for name, value in rows}

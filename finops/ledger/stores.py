@@ -48,7 +48,7 @@ class DirectoryStore:
         *,
         threads: int = 1,
         compact_interval_s: float = 10.0,
-        compact_min_parts: int = 32,
+        compact_min_parts: int = 16,
         compact_min_age_s: float = 2.0,
         grace_s: float = 300.0,
         sync: bool = True,

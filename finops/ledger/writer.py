@@ -80,7 +80,7 @@ class Ledger:
         duckdb_threads: int = 1,
         max_backoff_s: float = 2.0,
         compact_interval_s: float = 10.0,
-        compact_min_parts: int = 32,
+        compact_min_parts: int = 16,
         compact_min_age_s: float = 2.0,
         grace_s: float = 300.0,
         sync: bool = True,
