@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from finops.config import check_settings
 from finops.errors import ConfigError
 from finops.intercept.facade import wrap_client
 from finops.metering import Meter
@@ -106,7 +107,11 @@ class FinOps:
         cap = None if max_call_cost is None else parse_cap(max_call_cost, where="max_call_cost")
         self._prices_arg = prices
         self._overrides = price_overrides
-        self._pricebook: PriceBook | None = None
+        self._pricebook: PriceBook | None = check_settings(  # ConfigError now, not at a call
+            ledger=ledger, spool_dir=spool_dir, prices=prices, price_overrides=price_overrides,
+            store_content=store_content, budgets=budgets, budget_store=budget_store,
+            on_budget_warn=on_budget_warn, clock=clock,
+        )
         self._pricebook_lock = threading.Lock()
         if isinstance(ledger, Ledger):
             self.ledger = ledger
@@ -163,50 +168,9 @@ class FinOps:
 
         Keyword arguments override values from the file. See README "Configuration".
         """
-        import tomllib
+        from finops.config import load_config
 
-        from finops.budgets import load_budgets
-
-        file = Path(path)
-        try:
-            data = tomllib.loads(file.read_text(encoding="utf-8"))
-        except FileNotFoundError as exc:
-            raise ConfigError(f"config file {file} does not exist") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {file} is not valid TOML: {exc}") from exc
-        settings = dict(data.get("finops", {}))
-        allowed = {
-            "ledger",
-            "spool_dir",
-            "prices",
-            "price_overrides",
-            "unknown_model",
-            "store_content",
-            "budget_store",
-            "estimate",
-            "max_call_cost",
-        }
-        unknown = set(settings) - allowed
-        if unknown:
-            raise ConfigError(
-                f"{file}: unknown [finops] setting(s) {sorted(unknown)}; allowed: {sorted(allowed)}"
-            )
-        for key in ("ledger", "spool_dir", "prices", "price_overrides"):
-            if isinstance(settings.get(key), str):  # relative paths are relative to the file
-                settings[key] = str((file.parent / settings[key]).resolve())
-        store = settings.get("budget_store")
-        if (
-            isinstance(store, str)
-            and store.startswith("sqlite:///")
-            and not store.startswith("sqlite:////")
-        ):
-            settings["budget_store"] = "sqlite:///" + str(
-                (file.parent / store[len("sqlite:///") :]).resolve()
-            )
-        if "budgets" in data:
-            settings["budgets"] = load_budgets({"budgets": data["budgets"]})
-        settings.update(overrides)
-        return cls(**settings)
+        return cls(**load_config(path, overrides))
 
     # -- budgets -------------------------------------------------------------------------
     def budget_status(self) -> list[BudgetStatus]:

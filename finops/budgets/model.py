@@ -225,9 +225,13 @@ def _describe(exc: ValidationError, data: Mapping[str, Any]) -> str:
         elif err["type"] == "missing":
             msg = "is required"
         elif err["type"] == "extra_forbidden":
+            import difflib
+
+            close = difflib.get_close_matches(field, list(Budget.model_fields), n=1)
+            hint = f"; did you mean `{close[0]}`?" if close else ""
             msg = (
-                "is not a budget setting (allowed: name, scope, limit, unit, period, tz, "
-                "action, downgrade_to, on_unavailable, reservation_ttl_s)"
+                f"is not a budget setting{hint} (allowed: name, scope, limit, unit, period, "
+                "tz, action, downgrade_to, on_unavailable, reservation_ttl_s)"
             )
         problems.append(msg if field == "budget" else f"{field}: {msg}")
     return f"invalid budget {label}: " + "; ".join(problems)

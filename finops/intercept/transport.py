@@ -13,6 +13,7 @@ bytes (``iter_bytes``) and the response handed to the SDK drops ``content-encodi
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Protocol
 
@@ -120,11 +121,20 @@ class _Watch:
         return b"".join(block + b"\n\n" for block in kept)
 
     def tail(self) -> bytes:
-        """Whatever is left in the buffer when the source ends (an unterminated event)."""
+        """Whatever is left in the buffer when the source ends (an unterminated event).
+
+        An SSE event is dispatched only at a blank line, so the SDK drops an unterminated
+        event (e.g. a stream cut mid-event). The bytes go to the SDK unchanged, never
+        completed with a terminator: the wrapped client must end exactly as the raw one.
+        The watcher may still read the partial event (a usage chunk cut before its blank
+        line was billed all the same); a garbled one is ignored.
+        """
         rest, self._buffer = self._buffer, b""
-        if self._watcher is None or not rest.strip():
-            return rest
-        return self._events(rest + b"\n\n")
+        if self._watcher is not None and rest.strip():
+            # a cut event is usually not valid JSON: nothing to learn from it then
+            with contextlib.suppress(Exception):
+                self._watcher.on_event(rest.rstrip(b"\n"))
+        return rest
 
     def end(self, outcome: str, error: BaseException | None = None) -> None:
         if self._done:

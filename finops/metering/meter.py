@@ -26,6 +26,7 @@ from finops.ledger.row import LedgerRow
 from finops.metering.rows import clip, fill_cost, fill_usage, join, new_id, row_tokens
 from finops.pipeline.call import Call, Served
 from finops.providers import Parsed, StreamWatcher, adapter_for, classify
+from finops.providers.base import INVALID as INVALID_USAGE
 from finops.usage import Usage
 
 if TYPE_CHECKING:
@@ -372,6 +373,9 @@ class MeteredAttempt:
             _warn(f"could not price call {ctx.call_id}: {exc}")
             return row
         fill_cost(row, cost)
+        if usage.mismatch and usage.mismatch.startswith(INVALID_USAGE):
+            # counts the provider sent were not numbers in range: priced as 0, never trusted
+            row.pricing_status = "invalid_usage"
         if cost.status == "unknown_model":
             self._meter.warn_unknown(parsed.served_model or ctx.requested_model)
         return row

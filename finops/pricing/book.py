@@ -773,7 +773,41 @@ def _validated(model: type[_M], data: Any, path: Path) -> _M:
             if model is UserOverrides
             else "fix the file or regenerate it with scripts/sync_prices.py"
         )
+        msg = str(first["msg"])
+        if first["type"] == "extra_forbidden" and first["loc"]:
+            msg += f" (`{first['loc'][-1]}` is not a known key{_did_you_mean(model, first['loc'])})"
         raise PriceFileError(
-            f"price file {path} is malformed at {where}: {first['msg']} "
+            f"price file {path} is malformed at {where}: {msg} "
             f"({exc.error_count()} problem(s) in all); {hint}"
         ) from exc
+
+
+def _did_you_mean(model: type[BaseModel], loc: tuple[int | str, ...]) -> str:
+    """Walk ``loc`` down the schema to the model that refused the key; suggest a close one."""
+    import difflib
+
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int) or not isinstance(current, type):
+            continue
+        fields = getattr(current, "model_fields", {})
+        if part not in fields:
+            return ""
+        annotation = fields[part].annotation
+        current = _model_in(annotation)
+    names = list(getattr(current, "model_fields", {})) if isinstance(current, type) else []
+    close = difflib.get_close_matches(str(loc[-1]), names, n=1)
+    return f"; did you mean `{close[0]}`?" if close else ""
+
+
+def _model_in(annotation: Any) -> Any:
+    """The pydantic model inside ``list[M]`` / ``M | None`` / ``dict[str, M]``, if any."""
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

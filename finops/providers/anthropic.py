@@ -17,7 +17,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from finops.providers.base import Parsed, as_int, load_json, mapping, sse_data
+from finops.providers.base import (
+    Parsed,
+    count,
+    items,
+    load_json,
+    mapping,
+    redact,
+    require,
+    sse_data,
+)
 from finops.usage import StepUsage, Usage
 
 __all__ = ["MessagesAdapter", "normalize_usage"]
@@ -29,27 +38,35 @@ _TOOL_FIELDS = {
 }
 
 
-def _components(raw: Mapping[str, Any], notes: list[str]) -> dict[str, Any]:
-    creation_total = as_int(raw.get("cache_creation_input_tokens"))
+def _components(raw: Mapping[str, Any], notes: list[str], where: str = "") -> dict[str, Any]:
+    def get(value: object, name: str) -> int:
+        return count(value, where + name, notes)
+
+    creation_total = get(raw.get("cache_creation_input_tokens"), "cache_creation_input_tokens")
     split = raw.get("cache_creation")
     if isinstance(split, Mapping):
-        w5 = as_int(split.get("ephemeral_5m_input_tokens"))
-        w1h = as_int(split.get("ephemeral_1h_input_tokens"))
+        w5 = get(split.get("ephemeral_5m_input_tokens"), "cache_creation.ephemeral_5m_input_tokens")
+        w1h = get(
+            split.get("ephemeral_1h_input_tokens"), "cache_creation.ephemeral_1h_input_tokens"
+        )
         if w5 + w1h != creation_total:
             notes.append(
                 f"cache_creation split {w5}+{w1h} != cache_creation_input_tokens {creation_total}"
             )
     else:
         w5, w1h = creation_total, 0
-    output = as_int(raw.get("output_tokens"))
+    output = get(raw.get("output_tokens"), "output_tokens")
     # output_tokens includes thinking; newer responses say how much of it was thinking.
-    thinking = as_int(mapping(raw.get("output_tokens_details")).get("thinking_tokens"))
+    thinking = get(
+        mapping(raw.get("output_tokens_details")).get("thinking_tokens"),
+        "output_tokens_details.thinking_tokens",
+    )
     if thinking > output:
         notes.append(f"thinking_tokens {thinking} > output_tokens {output}")
         thinking = 0
     return {
-        "input_tokens": as_int(raw.get("input_tokens")),
-        "cache_read_tokens": as_int(raw.get("cache_read_input_tokens")),
+        "input_tokens": get(raw.get("input_tokens"), "input_tokens"),
+        "cache_read_tokens": get(raw.get("cache_read_input_tokens"), "cache_read_input_tokens"),
         "cache_write_5m_tokens": w5,
         "cache_write_1h_tokens": w1h,
         "output_tokens": output - thinking,
@@ -60,22 +77,26 @@ def _components(raw: Mapping[str, Any], notes: list[str]) -> dict[str, Any]:
 def normalize_usage(raw: Mapping[str, Any], *, model: str | None = None) -> Usage:
     """Normalize an Anthropic ``usage`` object (including ``iterations``)."""
     notes: list[str] = []
+    # Anthropic's usage carries no total to check against: the two core counts must be there.
+    require(raw, ("input_tokens", "output_tokens"), notes)
     parts = _components(raw, notes)
 
     tools: dict[str, int] = {}
     for key, name in _TOOL_FIELDS.items():
-        count = as_int(mapping(raw.get("server_tool_use")).get(key))
-        if count:
-            tools[name] = count
+        requests = count(
+            mapping(raw.get("server_tool_use")).get(key), f"server_tool_use.{key}", notes
+        )
+        if requests:
+            tools[name] = requests
 
     steps: list[StepUsage] = []
     iterations = raw.get("iterations")
     if isinstance(iterations, list) and iterations:
         message_sum = {k: 0 for k in parts}
-        for item in iterations:
+        for i, item in enumerate(iterations):
             item = mapping(item)
             kind = str(item.get("type") or "message")
-            step_parts = _components(item, notes)
+            step_parts = _components(item, notes, f"iterations[{i}].")
             if kind == "message":
                 for k, v in step_parts.items():
                     message_sum[k] += v
@@ -108,7 +129,7 @@ class MessagesAdapter:
         usage_raw = body.get("usage")
         text = [
             str(block.get("text"))
-            for block in (mapping(b) for b in body.get("content") or ())
+            for block in (mapping(b) for b in items(body.get("content")))
             if block.get("type") == "text" and isinstance(block.get("text"), str)
         ]
         error = mapping(body.get("error"))
@@ -119,7 +140,7 @@ class MessagesAdapter:
             served_model=model,
             service_tier=_tier(usage_raw),
             output_text="".join(text),
-            error_message=str(error.get("message")) if error.get("message") else None,
+            error_message=redact(str(error.get("message"))) if error.get("message") else None,
         )
 
     def stream_watcher(self, *, strip_usage_chunk: bool) -> _MessagesStream:

@@ -8,13 +8,32 @@ arithmetic checks and *flag* inconsistencies (``Usage.mismatch``); they never "f
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from finops.usage import Usage
 
-__all__ = ["Parsed", "ProviderAdapter", "StreamWatcher", "as_int", "load_json", "sse_data"]
+__all__ = [
+    "MAX_TOKENS",
+    "Parsed",
+    "ProviderAdapter",
+    "StreamWatcher",
+    "as_int",
+    "count",
+    "items",
+    "load_json",
+    "redact",
+    "sse_data",
+]
+
+#: No component of one response comes near this many tokens (the largest context windows
+#: are a few million). A larger count is garbage: flagged and read as 0, never priced.
+MAX_TOKENS = 100_000_000
+
+#: Prefix of the ``Usage.mismatch`` note for counts that are not token counts at all.
+INVALID = "invalid usage"
 
 
 @dataclass(slots=True)
@@ -62,6 +81,64 @@ def as_int(value: object) -> int:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return 0
+
+
+def count(value: object, name: str, notes: list[str]) -> int:
+    """A reported token count, checked: missing / null → 0; anything that is not a whole
+    number in ``0..MAX_TOKENS`` (a string, a fraction, a negative or absurd number, a bool,
+    a list) → 0 *and* a note, so the row is flagged instead of priced silently."""
+    if value is None:
+        return 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    else:
+        notes.append(f"{INVALID}: {name}={_short(value)} is not a token count (read as 0)")
+        return 0
+    if number < 0:
+        notes.append(f"{INVALID}: {name}={number} is negative (read as 0)")
+        return 0
+    if number > MAX_TOKENS:
+        notes.append(f"{INVALID}: {name}={number} is implausible (> {MAX_TOKENS}; read as 0)")
+        return 0
+    return number
+
+
+def require(raw: Mapping[str, Any], names: tuple[str, ...], notes: list[str]) -> None:
+    """Flag the core counts a provider always reports when they are missing or null."""
+    for name in names:
+        if raw.get(name) is None:
+            notes.append(f"{INVALID}: {name} is missing (read as 0)")
+
+
+def items(value: object) -> list[Any]:
+    """``value`` if it is a JSON array, else an empty list (never iterate a string or int)."""
+    return value if isinstance(value, list) else []
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+#: What an API key, a bearer token or an auth header value looks like in provider text
+#: (OpenAI's 401 message echoes the key it was given: "Incorrect API key provided: sk-...").
+_SECRET = re.compile(
+    r"(?i)(?:bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"
+    r"|\b(?:sk|rk|pk)-[A-Za-z0-9._*-]{6,}"
+    r"|\bAKIA[0-9A-Z]{16}\b"
+    r"|\b(?:AIza)[0-9A-Za-z_-]{20,}"
+    r"|(?i:(?:api[_-]?key|x-api-key|authorization|token|secret)[\"']?\s*[:=]\s*)[\"']?[^\s\"',;]{8,}"
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with anything key-like replaced by ``[redacted]`` (error messages from
+    providers go on ledger rows and into logs; keys must not)."""
+    if not text:
+        return text
+    return _SECRET.sub("[redacted]", text)
 
 
 def load_json(raw: bytes) -> Any:

@@ -14,7 +14,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from finops.providers.base import Parsed, as_int, load_json, mapping, sse_data
+from finops.providers.base import (
+    Parsed,
+    count,
+    items,
+    load_json,
+    mapping,
+    redact,
+    require,
+    sse_data,
+)
 from finops.usage import Usage
 
 __all__ = ["ChatAdapter", "EmbeddingsAdapter", "ResponsesAdapter", "normalize_usage"]
@@ -28,38 +37,56 @@ def _remainder(total: int, parts: int, what: str, notes: list[str]) -> int:
     return rest
 
 
-def normalize_usage(raw: Mapping[str, Any], *, responses_api: bool = False) -> Usage:
-    """Normalize an OpenAI ``usage`` object (chat, completions, responses or embeddings)."""
+def normalize_usage(
+    raw: Mapping[str, Any],
+    *,
+    responses_api: bool = False,
+    required: tuple[str, ...] | None = None,
+) -> Usage:
+    """Normalize an OpenAI ``usage`` object (chat, completions, responses or embeddings).
+
+    Counts that are not whole numbers in range are read as 0 and flagged (``mismatch``
+    starting with ``invalid usage``); so are missing ``required`` counts (default: the
+    input and output totals of the endpoint).
+    """
     notes: list[str] = []
     if responses_api:
-        total_in = as_int(raw.get("input_tokens"))
-        total_out = as_int(raw.get("output_tokens"))
+        names = ("input_tokens", "output_tokens")
         in_details = mapping(raw.get("input_tokens_details"))
         out_details = mapping(raw.get("output_tokens_details"))
+        in_label, out_label = "input_tokens_details", "output_tokens_details"
     else:
-        total_in = as_int(raw.get("prompt_tokens"))
-        total_out = as_int(raw.get("completion_tokens"))
+        names = ("prompt_tokens", "completion_tokens")
         in_details = mapping(raw.get("prompt_tokens_details"))
         out_details = mapping(raw.get("completion_tokens_details"))
+        in_label, out_label = "prompt_tokens_details", "completion_tokens_details"
+    require(raw, names if required is None else required, notes)
+    total_in = count(raw.get(names[0]), names[0], notes)
+    total_out = count(raw.get(names[1]), names[1], notes)
 
-    cached = as_int(in_details.get("cached_tokens"))
-    audio_in = as_int(in_details.get("audio_tokens"))
+    def detail(details: Mapping[str, Any], label: str, key: str) -> int:
+        return count(details.get(key), f"{label}.{key}", notes)
+
+    cached = detail(in_details, in_label, "cached_tokens")
+    audio_in = detail(in_details, in_label, "audio_tokens")
     # Some OpenAI-compatible hosts report prompt-cache writes; OpenAI itself bills none.
-    cache_write = as_int(in_details.get("cache_write_tokens")) or as_int(
-        in_details.get("cache_creation_tokens")
+    cache_write = detail(in_details, in_label, "cache_write_tokens") or detail(
+        in_details, in_label, "cache_creation_tokens"
     )
     # Cached audio, where reported, is part of cached_tokens.
     cached_details = mapping(in_details.get("cached_tokens_details"))
-    cached_audio = min(as_int(cached_details.get("audio_tokens")), cached)
-    reasoning = as_int(out_details.get("reasoning_tokens"))
-    audio_out = as_int(out_details.get("audio_tokens"))
+    cached_audio = min(detail(cached_details, "cached_tokens_details", "audio_tokens"), cached)
+    reasoning = detail(out_details, out_label, "reasoning_tokens")
+    audio_out = detail(out_details, out_label, "audio_tokens")
 
     uncached_in = _remainder(total_in, cached + cache_write, "input", notes)
     text_in = _remainder(uncached_in, audio_in, "input audio", notes)
     text_out = _remainder(total_out, reasoning + audio_out, "output", notes)
 
     reported_total = raw.get("total_tokens")
-    if reported_total is not None and as_int(reported_total) != total_in + total_out:
+    if reported_total is not None and count(reported_total, "total_tokens", notes) != (
+        total_in + total_out
+    ):
         notes.append(f"total_tokens {reported_total} != input {total_in} + output {total_out}")
 
     return Usage(
@@ -79,9 +106,9 @@ def _error_message(body: Mapping[str, Any]) -> str | None:
     err = body.get("error")
     if isinstance(err, Mapping):
         msg = err.get("message")
-        return str(msg) if msg is not None else None
+        return redact(str(msg)) if msg is not None else None
     if isinstance(err, str):
-        return err
+        return redact(err)
     return None
 
 
@@ -96,7 +123,7 @@ class ChatAdapter:
         """Parse a chat completion object."""
         usage_raw = body.get("usage")
         text_parts: list[str] = []
-        for choice in body.get("choices") or ():
+        for choice in items(body.get("choices")):
             message = mapping(mapping(choice).get("message"))
             content = message.get("content")
             if isinstance(content, str):
@@ -168,7 +195,7 @@ class _ChatStream:
                     chunk = mapping(load_json(data)) if data else {}
                 except ValueError:
                     continue
-                for choice in chunk.get("choices") or ():
+                for choice in items(chunk.get("choices")):
                     delta = mapping(mapping(choice).get("delta"))
                     content = delta.get("content")
                     if isinstance(content, str):
@@ -195,14 +222,14 @@ class ResponsesAdapter:
         )
         tools: dict[str, int] = {}
         text: list[str] = []
-        for item in body.get("output") or ():
+        for item in items(body.get("output")):
             item = mapping(item)
             kind = item.get("type")
             if kind in ("web_search_call", "file_search_call"):
                 name = str(kind)[: -len("_call")]
                 tools[name] = tools.get(name, 0) + 1
             elif kind == "message":
-                for part in item.get("content") or ():
+                for part in items(item.get("content")):
                     part = mapping(part)
                     if part.get("type") == "output_text" and isinstance(part.get("text"), str):
                         text.append(part["text"])
@@ -273,7 +300,8 @@ class EmbeddingsAdapter:
                 {
                     "prompt_tokens": usage_raw.get("prompt_tokens"),
                     "total_tokens": usage_raw.get("total_tokens"),
-                }
+                },
+                required=("prompt_tokens",),
             )
         return Parsed(
             usage=usage,

@@ -1,12 +1,33 @@
-"""Real SDK clients pointed at the session's local provider server (reset for each test)."""
+"""Real SDK clients pointed at a local provider server of this folder's own.
+
+These tests queue per-request state on the server (``next_usage``, injected faults) and read
+its request log, so they get a server no other test (nor a straggling retry or worker process
+of one) can send to: a stray request would consume the queued state.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import anthropic
 import openai
 import pytest
 
 from finops.devserver import DevServer
+
+
+@pytest.fixture(scope="module")
+def _own_server() -> Iterator[DevServer]:
+    with DevServer() as srv:
+        yield srv
+
+
+@pytest.fixture()
+def devserver(_own_server: DevServer) -> Iterator[DevServer]:
+    """This module's server with a clean request log and no pending faults."""
+    _own_server.reset()
+    yield _own_server
+    _own_server.reset()
 
 
 @pytest.fixture()
