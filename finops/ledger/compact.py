@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from finops.ledger.layout import (
-    COMPACTED_PREFIX,
+    ACTIVATION_MS,
     SCHEMA_PREFIX,
+    compacted_name,
     compacted_sources,
     publish_part,
     sql_str,
@@ -97,7 +98,7 @@ def compact(
                 age = now - (parts / name).stat().st_mtime
             except FileNotFoundError:
                 continue
-            if age < grace_s:
+            if age < grace_s + ACTIVATION_MS / 1000:  # in effect, then grace_s more
                 continue
             for victim in names:  # a later part names victim's own sources too: safe
                 with contextlib.suppress(FileNotFoundError):
@@ -128,14 +129,19 @@ def compact(
         for p in candidates:
             merged.extend(s for s in sources.get(p.name, ()) if (parts / s).exists())
         files = "[" + ", ".join(sql_str(str(p)) for p in candidates) + "]"
-        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now))
-        dest = parts / f"{COMPACTED_PREFIX}{stamp}-{os.urandom(4).hex()}.parquet"
+        dest = parts / compacted_name(0)  # renamed at publication: c-<epoch ms>-<id>
         select = (
             f"SELECT * FROM read_parquet({files}, union_by_name = true) "
             "QUALIFY row_number() OVER (PARTITION BY row_id ORDER BY ts_start) = 1 "
             "ORDER BY ts_start"
         )
-        publish_part(con, select, dest, sources=merged)
+        dest = publish_part(
+            con,
+            select,
+            dest,
+            sources=merged,
+            name_now=lambda: compacted_name(int(time.time() * 1000)),
+        )
         [(rows,)] = con.execute(
             f"SELECT count(*) FROM read_parquet({sql_str(str(dest))})"
         ).fetchall()

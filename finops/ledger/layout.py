@@ -7,14 +7,16 @@
                              only to create or migrate it, so analysts can keep it open.
     finops.duckdb.parts/     immutable Parquet *parts*; every process writes its own:
         s-<spool segment>.parquet   one ingested spool segment (a writer cycle, ~0.5 s)
-        c-<time>-<id>.parquet       a compacted part; its Parquet key-value metadata
+        c-<epoch ms>-<id>.parquet   a compacted part; its Parquet key-value metadata
                                     ``finops_sources`` names the parts it replaces
         c-schema-<hash>.parquet     zero rows, every column: keeps the views bindable
     finops.duckdb.spool/     the crash-safe spool segments (see finops.ledger.spool)
 
 The ``calls`` view reads every part and leaves out the parts that a compacted part names as
-its sources, so a compaction becomes visible atomically with one ``rename`` (the new part
-appears, the parts it replaces drop out of the view in the same directory listing). Parts
+its sources. A compacted part takes effect ``ACTIVATION_MS`` after its publication (the time
+is in its name), for the rows and the replaced parts alike, so every query sees each row
+exactly once although DuckDB lists the directory once for the rows and once for the
+metadata. Parts
 that were compacted away are deleted only after a grace period, so that a query that listed
 them a moment earlier can still read them.
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,16 +65,36 @@ def _glob(parts: Path, prefix: str = "") -> str:
     return sql_str(str(parts.resolve() / f"{prefix}*.parquet"))
 
 
+#: A compacted part takes effect this long after it is published: until then the view
+#: ignores it (its rows are still visible through the parts it replaces). Deciding by the
+#: part's name and the query's start time makes both halves of the view (rows, and which
+#: parts are replaced) agree, although DuckDB lists the directory twice per query.
+ACTIVATION_MS = 5000
+
+
+def compacted_name(now_ms: int) -> str:
+    """Name of a compacted part published at ``now_ms`` (epoch milliseconds)."""
+    return f"{COMPACTED_PREFIX}{now_ms:013d}-{os.urandom(4).hex()}.parquet"
+
+
+def _active(name_sql: str) -> str:
+    """SQL: the part named by ``name_sql`` is in effect for this query."""
+    return (
+        f"coalesce(TRY_CAST(regexp_extract({name_sql}, '^c-([0-9]{{13}})-', 1) AS BIGINT), 0)"
+        f" <= epoch_ms(current_timestamp) - {ACTIVATION_MS}"
+    )
+
+
 def view_sql(parts: Path, columns: list[tuple[str, str]]) -> str:
     """The SELECT behind the ``calls`` view: every live part, in ``columns`` order and types."""
     glob = _glob(parts)
     cols = ", ".join(f'CAST("{name}" AS {kind}) AS "{name}"' for name, kind in columns)
     return (
         f"SELECT {cols} FROM read_parquet({glob}, union_by_name = true, filename = true) "
-        "WHERE parse_filename(filename) NOT IN ("
+        f"WHERE {_active('parse_filename(filename)')} AND parse_filename(filename) NOT IN ("
         "SELECT unnest(string_split(decode(value), ',')) "
         f"FROM parquet_kv_metadata({_glob(parts, COMPACTED_PREFIX)}) "
-        f"WHERE decode(key) = '{SOURCES_KEY}')"
+        f"WHERE decode(key) = '{SOURCES_KEY}' AND {_active('parse_filename(file_name)')})"
     )
 
 
@@ -95,12 +118,19 @@ def _fsync_dir(path: Path) -> None:
 
 
 def publish_part(
-    con: Any, select: str, dest: Path, *, sources: list[str] | None = None, sync: bool = True
-) -> None:
+    con: Any,
+    select: str,
+    dest: Path,
+    *,
+    sources: list[str] | None = None,
+    sync: bool = True,
+    name_now: Callable[[], str] | None = None,
+) -> Path:
     """Write the result of ``select`` as the Parquet part ``dest``, atomically.
 
     ``sources``: names of the parts this one replaces (a compaction), stored in the part's
-    key-value metadata so that the view drops them in the same instant this part appears.
+    key-value metadata. ``name_now``: the final name, chosen right before the rename (a
+    compacted part's name carries its publication time). Returns the published path.
     """
     tmp = dest.with_name(dest.name + ".tmp")
     options = PARQUET_OPTIONS
@@ -114,6 +144,8 @@ def publish_part(
                 os.fsync(fd)
             finally:
                 os.close(fd)
+        if name_now is not None:
+            dest = dest.with_name(name_now())
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -121,6 +153,7 @@ def publish_part(
         raise
     if sync:
         _fsync_dir(dest.parent)
+    return dest
 
 
 def schema_seed_name(columns: list[tuple[str, str]]) -> str:

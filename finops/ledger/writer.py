@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import atexit
+import collections
 import contextlib
 import hashlib
 import logging
@@ -67,6 +68,7 @@ class Ledger:
         compact_min_age_s: parts younger than this are left for the next compaction.
         grace_s: how long a part that was compacted away stays on disk for running queries.
         sync: fsync each part before publishing it (survives power loss, ~1 ms a part).
+        max_backlog_bytes: rows kept in memory while the spool cannot be written.
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class Ledger:
         compact_min_age_s: float = 2.0,
         grace_s: float = 300.0,
         sync: bool = True,
+        max_backlog_bytes: int = 64 * 1024 * 1024,
         **_legacy: Any,
     ) -> None:
         unknown = set(_legacy) - {"idle_close_s", "max_hold_s", "yield_s"}
@@ -114,6 +117,12 @@ class Ledger:
         self._cv = threading.Condition(threading.Lock())  # writer wake-ups and progress
         self._segment: Segment | None = self._new_segment()
         self._closed_segments: list[Segment] = []
+        self._backlog: collections.deque[bytes] = collections.deque()
+        self._backlog_bytes = 0
+        self.max_backlog_bytes = max_backlog_bytes
+        self._torn = False
+        self._warned_write = False
+        self._warned_closed = False
         self._appended = 0  # rows spooled by this ledger (monotonic)
         self._ingested = 0  # of those, rows known to be in the store
         self._cycles = 0
@@ -168,7 +177,13 @@ class Ledger:
 
     # -- hot path ------------------------------------------------------------------------
     def append(self, row: LedgerRow) -> None:
-        """Spool one row: crash-safe once this returns. Never blocks on the store, never raises."""
+        """Spool one row: crash-safe once this returns. Never blocks on the store, never raises.
+
+        If the spool cannot be written (disk full, file size limit), the row waits in a
+        bounded in-memory backlog (``max_backlog_bytes``) and is spooled by the next write
+        that succeeds. After :meth:`close` a row still goes to a spool segment of its own,
+        left for the next ledger on this spool (or a live process) to ingest.
+        """
         try:
             line = encode(row)
         except Exception as exc:  # a row that cannot be encoded is counted and logged
@@ -176,24 +191,93 @@ class Ledger:
             log.error("finops ledger: cannot encode row %s: %r", getattr(row, "row_id", "?"), exc)
             return
         with self._append_lock:
-            seg = self._segment
-            if seg is None:
-                self.dropped += 1
-                log.error("finops ledger: append after close; row %s dropped", row.row_id)
+            if self._segment is None:
+                self._append_after_close(line, row.row_id)
                 return
-            try:
-                os.write(seg.fd, line)
-            except OSError as exc:
-                self.dropped += 1
-                log.error("finops ledger: cannot write spool %s: %r", seg.path, exc)
+            if self._backlog and not self._drain_locked():
+                self._hold_locked(line, row.row_id)
                 return
-            seg.rows += 1
-            self._appended += 1
-            full = seg.rows >= self.max_batch
+            if not self._write_locked(line):
+                self._hold_locked(line, row.row_id)
+                return
+            full = self._segment is not None and self._segment.rows >= self.max_batch
         if full:
             with self._cv:
                 self._wake_now = True
                 self._cv.notify_all()
+
+    def _write_locked(self, line: bytes) -> bool:
+        """One line to the current segment; False (and a fresh segment next time) on failure."""
+        seg = self._segment
+        if seg is None:
+            return False
+        if self._torn:
+            try:
+                fresh = self._new_segment()
+            except OSError:
+                return False
+            if seg.rows:
+                self._closed_segments.append(seg)
+            else:
+                seg.remove()
+            self._segment = seg = fresh
+            self._torn = False
+        try:
+            written = os.write(seg.fd, line)
+        except OSError as exc:
+            self._torn = True  # a failed write may have left part of the line behind
+            if not self._warned_write:
+                self._warned_write = True
+                log.warning(
+                    "finops ledger: cannot write spool %s: %r (rows held in memory)", seg.path, exc
+                )
+            return False
+        if written != len(line):
+            self._torn = True  # the torn tail is skipped by the reader; rewrite the row
+            return False
+        seg.rows += 1
+        self._appended += 1
+        self._warned_write = False
+        return True
+
+    def _hold_locked(self, line: bytes, row_id: str) -> None:
+        if self._backlog_bytes + len(line) > self.max_backlog_bytes:
+            self.dropped += 1
+            log.error("finops ledger: spool unwritable and backlog full; row %s dropped", row_id)
+            return
+        self._backlog.append(line)
+        self._backlog_bytes += len(line)
+
+    def _drain_locked(self) -> bool:
+        """Spool the backlog (oldest first); True when it is empty."""
+        while self._backlog:
+            if not self._write_locked(self._backlog[0]):
+                return False
+            self._backlog_bytes -= len(self._backlog.popleft())
+        return True
+
+    def _append_after_close(self, line: bytes, row_id: str) -> None:
+        if not self._warned_closed:
+            self._warned_closed = True
+            log.warning(
+                "finops ledger: append after close(); rows go to the spool for the next "
+                "ledger on %s to ingest",
+                self.spool_dir,
+            )
+        try:
+            seg = self._new_segment()
+        except OSError as exc:
+            self.dropped += 1
+            log.error("finops ledger: append after close; row %s dropped: %r", row_id, exc)
+            return
+        try:
+            os.write(seg.fd, line)
+        except OSError as exc:
+            self.dropped += 1
+            log.error("finops ledger: append after close; row %s dropped: %r", row_id, exc)
+            seg.remove()
+            return
+        seg.release()  # unlocked: an orphan that any live or later ledger replays
 
     # -- reading -------------------------------------------------------------------------
     def query(self, sql: str, params: Sequence[Any] | None = None) -> list[tuple[Any, ...]]:
@@ -235,6 +319,10 @@ class Ledger:
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         with self._append_lock:
+            if self._backlog and self._segment is not None:
+                self._drain_locked()
+            if self._backlog:
+                return False  # the spool cannot be written: rows wait in memory
             target = self._appended
         with self._cv:
             start_cycle = self._cycles
@@ -311,11 +399,18 @@ class Ledger:
             with self._store_lock, contextlib.suppress(Exception):
                 store.close()
         with self._append_lock:
+            if self._backlog and self._segment is not None:
+                self._drain_locked()  # what reaches the spool now is replayed later
             segments = [*self._closed_segments]
             if self._segment is not None:
                 segments.append(self._segment)
             self._segment = None
             self._closed_segments = []
+            if self._backlog:
+                self.dropped += len(self._backlog)
+                log.error("finops ledger: %d rows never reached the spool", len(self._backlog))
+                self._backlog.clear()
+                self._backlog_bytes = 0
         for seg in segments:
             if seg.rows == 0:
                 seg.remove()
@@ -347,6 +442,8 @@ class Ledger:
 
     def _rotate(self) -> int:
         with self._append_lock:
+            if self._backlog:
+                self._drain_locked()
             if self._segment is not None and self._segment.rows:
                 self._closed_segments.append(self._segment)
                 self._segment = self._new_segment()

@@ -7,11 +7,12 @@ import time
 from pathlib import Path
 
 import duckdb
+import pytest
 from typer.testing import CliRunner
 
 from finops.cli import app
 from finops.ledger import Ledger, compact, connect, status
-from finops.ledger.layout import parts_dir_for
+from finops.ledger.layout import ACTIVATION_MS, parts_dir_for
 from finops.ledger.migrations import migrate
 from finops.ledger.spool import select_sql
 
@@ -45,10 +46,17 @@ def test_one_part_per_flush_and_compaction_keeps_every_row_once(tmp_path: Path, 
         0,
         6,
     )
-    # A second level: new parts and the compacted one fold together; grace 0 deletes.
+    # A second level: new parts and the compacted one fold together; grace 0 deletes what
+    # was replaced once the replacement is in effect.
     _fill(path, make_row, batches=2, per=10, start=1000)
     result = compact(path, grace_s=0)
     assert result.merged_parts == 3 and result.rows == 320
+    assert con.execute("SELECT count(*), count(DISTINCT row_id) FROM calls").fetchone() == (
+        320,
+        320,
+    )
+    assert compact(path, grace_s=0).deleted_parts == 0  # not in effect yet
+    time.sleep(ACTIVATION_MS / 1000 + 0.3)
     result = compact(path, grace_s=0)
     assert result.deleted_parts >= 3
     assert not list(parts.glob("s-*.parquet"))
@@ -59,6 +67,7 @@ def test_one_part_per_flush_and_compaction_keeps_every_row_once(tmp_path: Path, 
     con.close()
 
 
+@pytest.mark.slow
 def test_reads_never_fail_or_double_count_while_compacting(tmp_path: Path, make_row):
     path = tmp_path / "r.duckdb"
     ledger = Ledger(
@@ -93,15 +102,25 @@ def test_reads_never_fail_or_double_count_while_compacting(tmp_path: Path, make_
         ledger.append(make_row(i))
         if i % 25 == 0:
             time.sleep(0.01)
+    # Keep writing while compacted parts take effect (ACTIVATION_MS after publication).
+    deadline = time.monotonic() + ACTIVATION_MS / 1000 + 2
+    i = 1500
+    while time.monotonic() < deadline:
+        ledger.append(make_row(i))
+        i += 1
+        time.sleep(0.01)
     assert ledger.flush(timeout_s=30)
-    time.sleep(1.0)
+    time.sleep(0.5)
     stop.set()
     reader.join()
     [(n,)] = ledger.query("SELECT count(DISTINCT row_id) FROM calls")
     ledger.close()
     assert not bad, bad[:3]
-    assert n == 1500
-    assert any(parts_dir_for(path).glob("c-*.parquet")), "no automatic compaction ran"
+    assert n == i
+    compacted = [p for p in parts_dir_for(path).glob("c-1*.parquet")]
+    assert compacted, "no automatic compaction ran"
+    st = status(path)
+    assert st.replaced_parts > 0 and st.rows == i
 
 
 def test_an_old_single_file_ledger_migrates_forward(tmp_path: Path, make_row):

@@ -105,8 +105,11 @@ def test_append_never_raises_and_counts_what_it_drops(tmp_path: Path, make_row):
     assert ledger.query("SELECT row_id, latency_ms FROM calls") == [("row-2", None)]
     ledger.close()
     ledger.close()  # idempotent
-    ledger.append(make_row(3))  # after close: dropped, not raised
-    assert ledger.dropped == 3
+    ledger.append(make_row(3))  # after close: spooled for the next ledger, not raised
+    assert ledger.dropped == 2
+    with Ledger(tmp_path / "b.duckdb") as again:
+        assert again.flush(timeout_s=30)
+        assert sorted(r[0] for r in again.query("SELECT row_id FROM calls")) == ["row-2", "row-3"]
 
 
 def test_migrations_fresh_reopen_and_newer_schema(tmp_path: Path):
