@@ -390,7 +390,35 @@ class Ledger:
     # -- internals -----------------------------------------------------------------------
     def _new_segment(self) -> Segment:
         self._seq += 1
-        return Segment(self.spool_dir / f"{self._prefix}{self._seq:06d}{SUFFIX}")
+        path = self.spool_dir / f"{self._prefix}{self._seq:06d}{SUFFIX}"
+        try:
+            return Segment(path)
+        except FileNotFoundError:  # the spool directory was deleted under us: recreate it
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+            log.warning("finops ledger: spool directory %s was missing; recreated", self.spool_dir)
+            return Segment(path)
+
+    def _revive_locked(self, seg: Segment) -> Segment:
+        """A closed segment whose file was deleted (its directory removed under us): copy
+        what it holds, read back through our descriptor, into a new segment."""
+        if seg.fd < 0 or os.fstat(seg.fd).st_nlink > 0:
+            return seg
+        size = os.fstat(seg.fd).st_size
+        chunks, offset = [], 0
+        while offset < size:
+            chunk = os.pread(seg.fd, min(1 << 20, size - offset), offset)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            offset += len(chunk)
+        fresh = self._new_segment()
+        data = b"".join(chunks)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fresh.fd, view) :]
+        fresh.rows = seg.rows
+        seg.release()
+        return fresh
 
     def _abandon(self) -> None:
         """Stop for good: close the store, delete empty segments, unlock the others."""
@@ -452,6 +480,7 @@ class Ledger:
     def _cycle(self) -> None:
         covered = self._rotate()
         with self._append_lock:
+            self._closed_segments = [self._revive_locked(s) for s in self._closed_segments]
             pending = list(self._closed_segments)
         with self._store_lock:
             if pending:
