@@ -5,8 +5,8 @@ Run: ``python bench/tokens.py``. Single-threaded (one core). Ends with one line 
 
 from __future__ import annotations
 
-import json
 import statistics
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -14,7 +14,7 @@ from typing import Any
 
 from finops.tokens import count_tokens, estimate_request, get_encoding
 
-DATA = Path(__file__).resolve().parents[1] / "tests" / "tokens" / "data"
+CALIBRATION = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "calibration"
 PARAGRAPH = (
     "FinOps for language models means knowing, before a request leaves the process, what it "
     "may cost: the prompt is tokenized offline, the worst-case output is bounded by max_tokens, "
@@ -44,20 +44,16 @@ def _per_call(fn: Any, n: int) -> float:
     return best
 
 
-def _recorded() -> list[tuple[str, str, str, dict[str, Any], int, int]]:
-    rows = []
-    for line in (DATA / "openai_recorded.jsonl").read_text().splitlines():
-        r = json.loads(line)
-        u = r["usage"]
-        actual = u.get("input_tokens", u.get("prompt_tokens"))
-        ep = r["endpoint"].strip("/").replace("/", ".")
-        rows.append(("openai", ep, r["request_model"], r["request"], actual, actual))
-    for line in (DATA / "anthropic_recorded.jsonl").read_text().splitlines():
-        r = json.loads(line)
-        final = r["usage"]["message_delta"]["input_tokens"]
-        start = r["usage"]["message_start"]["input_tokens"]
-        rows.append(("anthropic", "messages", r["request_model"], r["request"], final, start))
-    return rows
+def _calibration() -> Any:
+    sys.path.insert(0, str(CALIBRATION))
+    import calib  # tests/fixtures/calibration/calib.py
+
+    return calib
+
+
+def _q(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[int(p * (len(ordered) - 1))]
 
 
 def main() -> None:
@@ -124,33 +120,42 @@ def main() -> None:
     )
 
     print(f"encodings loaded and verified in {load_ms:.0f} ms (first use only)")
+    calib = _calibration()
+    t = time.perf_counter()
+    scored = calib.score(calib.load())
+    score_s = time.perf_counter() - t
+    print(f"{len(scored)} recorded calls estimated (exact + bound) in {score_s:.1f} s")
+    by_family: dict[tuple[str, str, str], list[Any]] = defaultdict(list)
+    by_bucket: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    for sc in scored:
+        by_family[(sc.row.provider, sc.family, sc.row.split)].append(sc)
+        by_bucket[(calib.bucket(sc), sc.row.split)].append(sc)
+    print()
     print(
-        f"{'provider':9} {'endpoint':16} {'model':28} {'actual':>7} {'est':>6} {'err':>7} "
-        f"{'stated':>6} {'bound':>6}"
+        f"{'family':22} {'split':5} {'calls':>5} {'exact':>5} {'mean|err|':>9} {'worst':>8}  (text+tools)"
     )
-    by_family: dict[str, list[float]] = defaultdict(list)
-    ratios = []
-    for provider, ep, model, body, final, start in _recorded():
-        est = estimate_request(provider=provider, endpoint=ep, body=body)
-        bnd = estimate_request(provider=provider, endpoint=ep, body=body, mode="bound")
-        # Web search adds fetched pages server-side: compare with the pre-search count.
-        actual = start if final != start else final
-        err = (est.input_tokens - actual) / actual
-        tag = "" if final == start else f" (final {final} incl. search results)"
-        if "image size unknown" in est.notes:
-            tag += " (image size unknown: worst case)"
-        else:
-            by_family[f"{provider}:{est.family}"].append(err)
-        ratios.append(bnd.input_tokens / actual)
+    for (provider, fam, split), rows in sorted(by_family.items()):
+        rows = [r for r in rows if r.row.shape in ("text", "tools")]
+        if not rows:
+            continue
+        errs = [r.error for r in rows]
+        exact = sum(1 for r in rows if r.estimate == r.row.billed_input)
         print(
-            f"{provider:9} {ep:16} {model[:28]:28} {actual:7} {est.input_tokens:6} "
-            f"{err:+7.1%} {est.error_bound:6.0%} {bnd.input_tokens:6}{tag}"
+            f"{provider[:1]}:{fam:20} {split:5} {len(rows):5} {exact:5} "
+            f"{statistics.mean(abs(e) for e in errs):9.1%} {max(errs, key=abs):+8.1%}"
         )
     print()
-    for fam, errs in sorted(by_family.items()):
-        mae = statistics.mean(abs(e) for e in errs)
-        worst = max(errs, key=abs)
-        print(f"error {fam}: n={len(errs)} mean |err| {mae:.1%}, worst {worst:+.1%}")
+    for (name, split), rows in sorted(by_bucket.items()):
+        errs = [abs(r.error) for r in rows]
+        print(f"bucket {name:18} {split:5} n={len(rows):4} mean |err| {statistics.mean(errs):.1%}")
+    below = [sc for sc in scored if min(sc.upper, sc.bound) < sc.row.billed_input]
+    upper = [sc.upper / sc.row.billed_input for sc in scored]
+    cheap = [sc.bound / sc.row.billed_input for sc in scored]
+    test = {name: rows for (name, split), rows in by_bucket.items() if split == "test"}
+
+    def mean_err(name: str) -> float:
+        return statistics.mean(abs(r.error) for r in test[name]) if name in test else float("nan")
+
     print()
     print(f"counting: {tokens_per_s / 1e6:.2f} M tokens/s (target: >= 1 M tokens/s)")
     print(f"estimate 5-message chat, exact: {cold_us:.1f} us (target: <= 50 us)")
@@ -164,9 +169,28 @@ def main() -> None:
     print(f"estimate 5-message chat, bound: {bound_us:.1f} us (target: none)")
     print(f"estimate {n_tokens}-token prompt, exact: {big_exact * 1e3:.2f} ms (target: none)")
     print(f"estimate {n_tokens}-token prompt, bound: {big_bound * 1e3:.3f} ms (target: none)")
+    print(f"openai text, test split: {mean_err('openai/text'):.2%} mean |err| (target: <= 2%)")
     print(
-        f"bound / actual on recorded calls: median {statistics.median(ratios):.2f}x, "
-        f"max {max(ratios):.2f}x, min {min(ratios):.2f}x (target: min >= 1)"
+        f"openai tools/schema, test split: {mean_err('openai/tools'):.2%} mean |err| (target: <= 5%)"
+    )
+    print(
+        f"anthropic text, test split: {mean_err('anthropic/text'):.2%} mean |err| (target: <= 10%)"
+    )
+    print(
+        f"anthropic client tools, test split: {mean_err('anthropic/tools'):.2%} mean |err| "
+        "(target: <= 10%)"
+    )
+    print(
+        f"input_tokens_max >= billed: {len(scored) - len(below)}/{len(scored)} calls "
+        f"(target: {len(scored)}/{len(scored)})"
+    )
+    print(
+        f"input_tokens_max / billed: median {statistics.median(upper):.2f}x, "
+        f"p95 {_q(upper, 0.95):.2f}x (target: none)"
+    )
+    print(
+        f"mode=bound / billed: median {statistics.median(cheap):.2f}x, "
+        f"p95 {_q(cheap, 0.95):.2f}x, min {min(cheap):.2f}x (target: min >= 1)"
     )
 
 

@@ -8,6 +8,9 @@
 * Anthropic: no public tokenizer; a calibrated estimate from ``o200k_base`` plus constants
   fitted on real recorded calls (:mod:`finops.tokens.anthropic`, docs/tokens.md).
 * ``estimate_request(..., mode="bound")``: a cheap upper bound for the budget hot path.
+* Every :class:`Estimate` has ``input_tokens_max``: never below the provider's billed input
+  on 1,159 recorded calls (provider-added prompts and unseen media bounded); budgets
+  reserve ``tokens_max``. :func:`explain_request` breaks an estimate into its parts.
 
 Every :class:`Estimate` says whether it is exact, its relative error bound and its method.
 """
@@ -24,6 +27,7 @@ from finops.tokens.estimate import (
     count_tokens,
     estimate_request,
 )
+from finops.tokens.explain import Part, explain_request
 from finops.tokens.images import anthropic_image_tokens, openai_image_tokens
 from finops.tokens.models import ModelFamily, family_for
 
@@ -32,11 +36,13 @@ __all__ = [
     "FALLBACK_MODELS",
     "Estimate",
     "ModelFamily",
+    "Part",
     "PriceBookLike",
     "PricedLike",
     "anthropic_image_tokens",
     "count_tokens",
     "estimate_request",
+    "explain_request",
     "family_for",
     "get_encoding",
     "openai_image_tokens",

@@ -36,13 +36,19 @@ def _memo_count(encoding: str, value: str) -> int:
 class Counter:
     """Counts text for one request and tracks how exact the total is."""
 
-    __slots__ = ("_count", "_encoding", "_small", "bound", "exact", "notes")
+    __slots__ = ("_count", "_encoding", "_small", "bound", "exact", "log", "notes", "slack")
 
     def __init__(self, encoding: str | None) -> None:
         """``encoding``: a bundled encoding name, or None for the UTF-8 byte upper bound."""
         self.exact = encoding is not None
         self.bound = 0.0
         self.notes: list[str] = []
+        # Tokens the provider may bill beyond the estimate: the sum over approximated parts
+        # of (their upper bound - their estimate). estimate + slack is the upper bound.
+        self.slack = 0.0
+        # (note, tokens, extra upper-bound tokens) of every approximated part, when set
+        # (``finops tokens --explain``); None on the hot path.
+        self.log: list[tuple[str, int, float]] | None = None
         self._encoding = encoding
         if encoding is None:
             self._count: Callable[[str], int] = _utf8_len
@@ -69,11 +75,36 @@ class Counter:
             return _memo_count(self._encoding, value)
         return self._count(value)
 
+    @property
+    def bytes_mode(self) -> bool:
+        """True when text is counted as UTF-8 bytes (an upper bound) instead of BPE tokens."""
+        return self._encoding is None
+
     def approx(self, tokens: int, bound: float, note: str) -> int:
-        """Record that ``tokens`` is an estimate within a relative ``bound``; return it."""
+        """Record that ``tokens`` is an estimate within a relative ``bound``; return it.
+
+        The provider may bill up to ``tokens * (1 + bound)`` for this part (slack).
+        """
         self.exact = False
         if bound > self.bound:
             self.bound = bound
+        self.slack += tokens * bound
+        if self.log is not None:
+            self.log.append((note, tokens, tokens * bound))
+        if note not in self.notes:
+            self.notes.append(note)
+        return tokens
+
+    def upto(self, tokens: int, most: int, note: str) -> int:
+        """Record a part estimated at ``tokens`` that may cost up to ``most``; return it."""
+        self.exact = False
+        extra = max(0, most - tokens)
+        self.slack += extra
+        if self.log is not None:
+            self.log.append((note, tokens, float(extra)))
+        rel = extra / tokens if tokens > 0 else (1.0 if extra else 0.0)
+        if rel > self.bound:
+            self.bound = rel
         if note not in self.notes:
             self.notes.append(note)
         return tokens

@@ -9,6 +9,7 @@ budget hot path (DESIGN.md §6).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -86,8 +87,12 @@ class Estimate:
     """Worst-case tokens and cost of one request, known before it is sent.
 
     ``input_tokens`` is exact when ``exact`` is true; otherwise the provider's count is
-    expected within ``± error_bound`` (relative, e.g. 0.1 for ±10%) of it. ``mode="bound"``
-    estimates are upper bounds (``method`` starts with ``bound``). ``fallback`` is set when
+    expected within ``± error_bound`` (relative, e.g. 0.1 for ±10%) of it.
+    ``input_tokens_max`` is never below what the provider bills for the input: the estimate
+    plus every approximated part's upper bound (documented maxima for media finops cannot
+    see, provider-added prompts). ``cost_max`` prices ``input_tokens_max``. ``mode="bound"``
+    estimates report that upper bound as ``input_tokens`` too (``method`` starts with
+    ``bound``). ``fallback`` is set when
     something came from a policy instead of facts: an unknown model (encoding or price) or
     a default maximum output. ``notes`` say which parts were approximated.
     """
@@ -102,11 +107,16 @@ class Estimate:
     fallback: bool = False
     family: str = ""
     notes: tuple[str, ...] = ()
+    input_tokens_max: int = -1
+
+    def __post_init__(self) -> None:
+        if self.input_tokens_max < self.input_tokens:
+            object.__setattr__(self, "input_tokens_max", self.input_tokens)
 
     @property
     def tokens_max(self) -> int:
-        """Input plus maximum output tokens."""
-        return self.input_tokens + self.output_tokens_max
+        """Upper bound of input plus maximum output tokens: what a budget should reserve."""
+        return self.input_tokens_max + self.output_tokens_max
 
 
 def _endpoint(provider: str, endpoint: str) -> str:
@@ -198,6 +208,29 @@ def estimate_request(
     :class:`~finops.errors.UnknownModelError`. All but ``raise`` set ``fallback=True``.
     ``at``: the time prices apply (default: now, UTC).
     """
+    return _estimate(
+        provider=provider,
+        endpoint=endpoint,
+        body=body,
+        pricebook=pricebook,
+        unknown_model=unknown_model,
+        mode=mode,
+        at=at,
+        log=None,
+    )
+
+
+def _estimate(
+    *,
+    provider: str,
+    endpoint: str,
+    body: Mapping[str, Any],
+    pricebook: PriceBookLike | None,
+    unknown_model: str,
+    mode: str,
+    at: datetime | None,
+    log: list[tuple[str, int, float]] | None,
+) -> Estimate:
     endpoint = _endpoint(provider, endpoint)
     if mode not in ("exact", "bound"):
         raise ConfigError(f"mode={mode!r} is not an estimate mode: use 'exact' or 'bound'")
@@ -208,7 +241,13 @@ def estimate_request(
         fam = family_for("claude")  # any Anthropic model is estimated the Claude way
     known = fam.known
     c = Counter(fam.encoding if mode == "exact" else None)
+    c.log = log
     n_in = _input_tokens(c, fam, endpoint, body)
+    if not known:
+        c.slack += n_in * UNKNOWN_MODEL_BOUND
+    n_max = n_in + math.ceil(c.slack)
+    if mode == "bound":
+        n_in = n_max
     notes = list(c.notes)
     bound = c.bound
     if not known:
@@ -227,7 +266,7 @@ def estimate_request(
         fallback = True
     cost: Decimal | None = None
     if pricebook is not None:
-        usage = Usage(input_tokens=n_in, output_tokens=out_max)
+        usage = Usage(input_tokens=n_max, output_tokens=out_max)
         priced = pricebook.price(
             provider=provider, model=model, usage=usage, at=at or datetime.now(UTC), unknown=policy
         )
@@ -250,6 +289,7 @@ def estimate_request(
         fallback=fallback,
         family=fam.name,
         notes=tuple(notes),
+        input_tokens_max=n_max,
     )
 
 

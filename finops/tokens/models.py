@@ -39,6 +39,7 @@ class ModelFamily:
     image: ImageRule | None
     responses_extra: int  # hidden tokens the responses API adds (measured, docs/tokens.md)
     known: bool
+    reply_extra: int = 0  # added to the 3 reply-priming tokens (reasoning families: -1)
 
 
 @cache
@@ -72,6 +73,7 @@ def _family(name: str, spec: Mapping[str, Any]) -> ModelFamily:
         image=rule,
         responses_extra=int(spec.get("responses_extra", 0)),
         known=name != "unknown",
+        reply_extra=int(spec.get("reply_extra", 0)),
     )
 
 

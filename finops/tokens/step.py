@@ -110,7 +110,9 @@ def worst_case(estimate: Estimate | None) -> tuple[Decimal, int]:
     if estimate is None:
         return Decimal(0), 1
     cost = estimate.cost_max if estimate.cost_max is not None else Decimal(0)
-    return cost, int(estimate.input_tokens) + int(estimate.output_tokens_max)
+    # input_tokens_max: the upper bound of the billed input (never below the bill on the
+    # recorded calls), not the point estimate.
+    return cost, int(estimate.input_tokens_max) + int(estimate.output_tokens_max)
 
 
 def _small(kwargs: Mapping[str, Any]) -> bool:

@@ -59,3 +59,46 @@ def test_guess_endpoint() -> None:
         "embeddings",
     )
     assert guess_endpoint({"model": "gpt-5", "input": "x"}) == ("openai", "responses")
+
+
+def test_explain_breaks_the_estimate_into_parts(tmp_path: Path) -> None:
+    from finops.tokens import estimate_request
+    from finops.tokens.explain import explain_request
+
+    body = {
+        "model": "claude-sonnet-4-5",
+        "max_tokens": 1024,
+        "system": "You are terse.",
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {
+                        "type": "image",
+                        "source": {"type": "url", "url": "https://example.invalid/a.png"},
+                    },
+                ],
+            },
+            {"role": "assistant", "content": "A cat."},
+            {"role": "user", "content": "Weather in Paris?"},
+        ],
+        "tools": [{"name": "w", "description": "Weather", "input_schema": {"type": "object"}}],
+        "thinking": {"type": "enabled", "budget_tokens": 2000},
+        "output_config": {"task_budget": {"type": "tokens", "total": 5000}},
+    }
+    est, parts = explain_request(provider="anthropic", endpoint="messages", body=body)
+    assert est == estimate_request(provider="anthropic", endpoint="messages", body=body)
+    assert sum(p.tokens for p in parts) == est.input_tokens  # the parts add up exactly
+    kinds = {p.kind for p in parts}
+    assert {"framing", "system", "message", "tools", "media", "provider-added"} <= kinds
+    labels = " ".join(p.label for p in parts)
+    assert "tool-use system prompt" in labels and "task budget" in labels
+    path = tmp_path / "req.json"
+    path.write_text(json.dumps(body))
+    app = _app()
+    result = CliRunner().invoke(app, ["tokens", "--explain", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "tool-use system prompt" in result.output and "framing" in result.output
+    result = CliRunner().invoke(app, ["estimate", str(path), "--explain"])
+    assert result.exit_code == 0 and "messages[0] user" in result.output

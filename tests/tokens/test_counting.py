@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from finops.tokens import count_tokens, estimate_request, family_for, openai_image_tokens
+from finops.tokens.anthropic import group_for
 from finops.tokens.images import anthropic_image_tokens, image_size
 
 # The OpenAI cookbook "How to count tokens with tiktoken" example conversation.
@@ -130,7 +131,9 @@ def test_name_costs_its_tokens_plus_one() -> None:
 def test_cookbook_tools_within_bound(model: str, expected: int) -> None:
     est = _chat(model, messages=WEATHER_MESSAGES, tools=WEATHER_TOOLS)
     assert abs(est.input_tokens - expected) <= est.error_bound * expected
-    assert est.input_tokens == expected  # the cookbook's own figures, reproduced
+    # The cookbook's own figures, within 4% (the constants are fitted on hundreds of recorded
+    # calls now, not on these two examples).
+    assert abs(est.input_tokens - expected) <= 0.04 * expected
     assert not est.exact and est.error_bound == pytest.approx(0.10)
     assert "tool definitions" in est.notes
 
@@ -204,8 +207,9 @@ def test_image_in_message_uses_its_real_size() -> None:
     assert est.exact  # the size was read from the image itself
     remote = [{"type": "image_url", "image_url": {"url": "https://example.invalid/cat.png"}}]
     est = _chat("gpt-4o", messages=[{"role": "user", "content": remote}])
-    assert not est.exact and est.error_bound == 1.0 and "image size unknown" in est.notes
-    assert est.input_tokens == 3 + 1 + 85 + 170 * 8 + 3  # the worst case of a tile image
+    assert not est.exact and any(n.startswith("image size unknown") for n in est.notes)
+    assert est.input_tokens == 3 + 1 + 85 + 170 * 4 + 3  # a typical 1024 x 768 photo
+    assert est.input_tokens_max == 3 + 1 + 85 + 170 * 8 + 3  # the worst case of a tile image
 
 
 def test_image_size_sniffing() -> None:
@@ -251,12 +255,12 @@ def test_responses_shapes() -> None:
         ]
     )
     assert with_call > as_chat + 10
-    # gpt-4o on the responses API carries hidden tokens measured on a real call.
-    extra = family_for("gpt-4o-mini").responses_extra
+    # The responses API sometimes bills hidden tokens: not exact, bounded.
+    mini = count_tokens(model="gpt-4o-mini", messages=[{"role": "user", "content": "say hi"}])
     est = estimate_request(
         provider="openai", endpoint="responses", body={"model": "gpt-4o-mini", "input": "say hi"}
     )
-    assert est.input_tokens == as_chat + extra and not est.exact
+    assert est.input_tokens == mini and not est.exact and est.input_tokens_max >= mini + 16
 
 
 def test_embeddings_shapes() -> None:
@@ -285,32 +289,38 @@ def test_anthropic_shapes() -> None:
             body={"model": "claude-sonnet-4-5", "max_tokens": 1024, **body},
         )
 
+    g = group_for("claude-sonnet-4-5")
     user = [{"role": "user", "content": "Two names for a pet pelican, be brief"}]
     plain = ant(messages=user)
-    assert plain.input_tokens == 17  # the provider's count on the recorded call
+    assert abs(plain.input_tokens - 17) <= 1  # the provider's count on the recorded call
     assert not plain.exact and plain.error_bound == pytest.approx(0.20)
     assert plain.method == "anthropic-calibrated:o200k_base"
+    assert plain.input_tokens_max > plain.input_tokens
+    n = plain.input_tokens
     blocks = [{"role": "user", "content": [{"type": "text", "text": user[0]["content"]}]}]
-    assert ant(messages=blocks).input_tokens == 17
+    assert ant(messages=blocks).input_tokens == n
     system = ant(messages=user, system="You are terse.")
     sys_blocks = ant(messages=user, system=[{"type": "text", "text": "You are terse."}])
-    assert system.input_tokens == sys_blocks.input_tokens > 17
+    assert system.input_tokens == sys_blocks.input_tokens > n
     thinking = ant(messages=user, thinking={"type": "enabled", "budget_tokens": 1024})
-    assert thinking.input_tokens == 17 + 29
+    assert thinking.input_tokens == n + g.thinking_enabled
     tool = {"name": "t", "description": "d", "input_schema": {"type": "object"}}
     auto = ant(messages=user, tools=[tool]).input_tokens
     forced = ant(messages=user, tools=[tool], tool_choice={"type": "any"}).input_tokens
-    assert auto - forced == 33 and auto > 17 + 500
+    assert auto - forced == g.tool_prompt - g.tool_prompt_forced and auto > n + 300
     image = {
         "type": "image",
         "source": {"type": "base64", "media_type": "image/png", "data": _png(1000, 1000)},
     }
     with_image = ant(messages=[{"role": "user", "content": [image]}])
-    assert with_image.input_tokens == 3 + 4 + anthropic_image_tokens(1000, 1000)
+    assert with_image.input_tokens == g.base + g.per_message + 1334 + g.image_frame
     assert anthropic_image_tokens(1000, 1000) == 1334 + 7
     doc = {
         "type": "document",
         "source": {"type": "text", "media_type": "text/plain", "data": "Hello document"},
     }
     assert ant(messages=[{"role": "user", "content": [doc]}]).input_tokens > 7
-    assert count_tokens(model="claude-haiku-4-5", messages=user) == 17
+    budget = ant(messages=user, output_config={"task_budget": {"type": "tokens", "total": 2000}})
+    assert budget.input_tokens == n + g.task_budget
+    assert budget.input_tokens_max >= n + 2 * g.task_budget
+    assert abs(count_tokens(model="claude-haiku-4-5", messages=user) - 17) <= 1
