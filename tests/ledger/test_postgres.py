@@ -78,3 +78,22 @@ def test_two_hosts_with_separate_spools_write_one_ledger(postgres_url: str, tmp_
     assert rows == {"hostA": 300, "hostB": 300}
     assert dups == 0
     assert by_tag == {"hostA": 300, "hostB": 300}
+
+
+def test_finops_with_a_postgres_ledger(postgres_url: str, tmp_path: Path, devserver, monkeypatch):
+    import openai
+
+    import finops
+
+    monkeypatch.chdir(tmp_path)
+    with finops.FinOps(ledger=postgres_url, spool_dir=tmp_path / "fo-spool") as fo:
+        client = fo.wrap(openai.OpenAI(api_key="k", base_url=devserver.openai_base_url))
+        client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "pg"}],
+            finops_tags={"team": "pg-e2e"},
+        )
+        assert fo.flush(timeout_s=30)
+        [(n,)] = fo.ledger.query("SELECT count(*) FROM calls WHERE tags[?] = ?", ["team", "pg-e2e"])
+    assert n == 1
+    assert not (tmp_path / "postgresql:").exists()  # the URL is not taken for a path
