@@ -11,7 +11,9 @@ import typer
 
 __all__ = ["register"]
 
-_LEDGER = typer.Option(Path("finops.duckdb"), "--ledger", "-l", help="Ledger catalog file.")
+_LEDGER = typer.Option(
+    "finops.duckdb", "--ledger", "-l", help="Ledger catalog file (or a postgresql:// URL)."
+)
 
 
 def _size(n: int) -> str:
@@ -29,7 +31,7 @@ def register(app: typer.Typer) -> None:
 
     @group.command("status")
     def status(
-        ledger: Path = _LEDGER,
+        ledger: str = _LEDGER,
         spool_dir: Path | None = typer.Option(None, help="Spool directory (default: next to it)."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
@@ -57,7 +59,7 @@ def register(app: typer.Typer) -> None:
 
     @group.command("compact")
     def compact(
-        ledger: Path = _LEDGER,
+        ledger: str = _LEDGER,
         grace_s: float = typer.Option(
             300.0, help="Keep replaced parts this long for queries that are running."
         ),
@@ -65,7 +67,10 @@ def register(app: typer.Typer) -> None:
         """Fold the small parts into one now (safe while writers and readers run)."""
         from finops.ledger import compact as ledger_compact
 
-        if not ledger.exists():
+        if ledger.startswith(("postgresql://", "postgres://")):
+            typer.echo("PostgreSQL ledgers need no compaction (the server vacuums).")
+            return
+        if not Path(ledger).exists():
             typer.echo(f"No ledger at {ledger}.", err=True)
             raise typer.Exit(code=1)
         result = ledger_compact(ledger, grace_s=grace_s)

@@ -69,15 +69,7 @@ def _first_row_end(path: Path) -> float | None:
         return None
 
 
-def status(path: str | Path, *, spool_dir: str | Path | None = None) -> LedgerStatus:
-    """Spooled rows and lag, live and compacted parts, size, newest row of a local ledger."""
-    import duckdb
-
-    path = Path(path)
-    parts = parts_dir_for(path)
-    spool = Path(spool_dir) if spool_dir is not None else Path(str(path) + ".spool")
-    st = LedgerStatus(path=str(path), catalog_exists=path.exists())
-    now = time.time()
+def _spool_status(st: LedgerStatus, spool: Path, now: float) -> None:
     oldest: float | None = None
     for seg in sorted(spool.glob("*" + SUFFIX)) if spool.is_dir() else []:
         try:
@@ -92,6 +84,40 @@ def status(path: str | Path, *, spool_dir: str | Path | None = None) -> LedgerSt
         if first is not None:
             oldest = first if oldest is None else min(oldest, first)
     st.spool_lag_s = None if oldest is None else max(0.0, now - oldest)
+
+
+def _postgres_status(url: str, spool_dir: str | Path | None) -> LedgerStatus:
+    import psycopg
+
+    st = LedgerStatus(path=url)
+    if spool_dir is not None:
+        _spool_status(st, Path(spool_dir), time.time())
+    else:
+        st.notes.append("pass --spool-dir to see this host's spooled rows")
+    with psycopg.connect(url, connect_timeout=10) as con:
+        row = con.execute(
+            "SELECT count(*), max(ts_end), pg_total_relation_size('calls') FROM calls"
+        ).fetchone()
+    if row is not None:
+        st.compacted_rows, st.newest_row, st.bytes = int(row[0]), row[1], int(row[2])
+    st.catalog_exists = True
+    st.notes.append("PostgreSQL: rows are in the table calls (shown as compacted)")
+    return st
+
+
+def status(path: str | Path, *, spool_dir: str | Path | None = None) -> LedgerStatus:
+    """Spooled rows and lag, live and compacted parts, size, newest row of a ledger
+    (a catalog path, or a ``postgresql://`` URL: then rows in the table, its size)."""
+    import duckdb
+
+    if isinstance(path, str) and path.startswith(("postgresql://", "postgres://")):
+        return _postgres_status(path, spool_dir)
+    path = Path(path)
+    parts = parts_dir_for(path)
+    spool = Path(spool_dir) if spool_dir is not None else Path(str(path) + ".spool")
+    st = LedgerStatus(path=str(path), catalog_exists=path.exists())
+    now = time.time()
+    _spool_status(st, spool, now)
     if not parts.is_dir():
         st.notes.append(f"no parts directory {parts}")
         return st

@@ -43,7 +43,7 @@ class LedgerRow:
     error_type: str | None = None  # e.g. "RateLimitError" / "http_429" / "truncated_stream"
     error_message: str | None = None
     route_decision: str | None = None  # later: routing
-    cache_status: str | None = None  # later: "hit" | "miss" | "bypass"
+    cache_status: str | None = None  # exact_hit | semantic_hit | miss | stored | bypass | refresh
 
     # usage (disjoint components, see finops.usage.Usage)
     input_tokens: int | None = None
@@ -87,3 +87,8 @@ class LedgerRow:
     prompt_text: str | None = None  # only with store_content=True
     response_text: str | None = None  # only with store_content=True
     finops_error: str | None = None  # what went wrong inside finops while metering, if anything
+
+    # cache (issue 11; migration m003_cache): which entry served the call, from which tier
+    cache_entry_id: str | None = None  # id of the stored entry served (or stored, on a miss)
+    cache_similarity: float | None = None  # cosine of a semantic hit
+    cache_tier: str | None = None  # "memory" | "store" for a hit

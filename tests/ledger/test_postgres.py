@@ -97,3 +97,10 @@ def test_finops_with_a_postgres_ledger(postgres_url: str, tmp_path: Path, devser
         [(n,)] = fo.ledger.query("SELECT count(*) FROM calls WHERE tags[?] = ?", ["team", "pg-e2e"])
     assert n == 1
     assert not (tmp_path / "postgresql:").exists()  # the URL is not taken for a path
+    from typer.testing import CliRunner
+
+    from finops.cli import app
+
+    out = CliRunner().invoke(app, ["ledger", "status", "--ledger", postgres_url])
+    assert out.exit_code == 0, out.output
+    assert "visible to readers" in out.output and "PostgreSQL" in out.output
