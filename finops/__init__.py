@@ -49,6 +49,7 @@ _LAZY: dict[str, str] = {
     "count_tokens": "finops.tokens",
     "Estimate": "finops.tokens",
     "Budget": "finops.budgets",
+    "Cache": "finops.cache",
     "DevServer": "finops.devserver",
     "Step": "finops.pipeline",
     "Served": "finops.pipeline",
@@ -58,6 +59,7 @@ _LAZY: dict[str, str] = {
 
 if TYPE_CHECKING:
     from finops.budgets import Budget
+    from finops.cache import Cache
     from finops.core import FinOps
     from finops.devserver import DevServer
     from finops.ledger import Ledger
@@ -86,6 +88,7 @@ __all__ = [
     "BudgetError",
     "BudgetExceeded",
     "BudgetWarning",
+    "Cache",
     "Call",
     "CallCostExceeded",
     "ConfigError",

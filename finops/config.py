@@ -102,7 +102,7 @@ SECTIONS: dict[str, str] = {
     "finops": "table",
     "ledger": "table",
     "budgets": "array",
-    "cache": "reserved",  # [cache]      — the response-cache feature adds its schema here
+    "cache": "table",  # [cache]: finops.Cache (finops/cache/config.py)
     "routing": "reserved",  # [routing]  — the model-routing feature adds its schema here
     "providers": "reserved",  # [providers] — per-provider settings add their schema here
 }
@@ -234,6 +234,8 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
 
     if "budgets" in data:
         settings["budgets"] = _budgets(data["budgets"], file)
+    if "cache" in data:
+        settings["cache"] = _cache(data["cache"], file)
 
     # Path problems named with the file they come from (FinOps(...) checks them again).
     if isinstance(settings.get("ledger"), str) and not _is_url(settings["ledger"]):
@@ -308,6 +310,20 @@ def _budgets(entries: list[dict[str, Any]], file: Path) -> list[Any]:
         return load_budgets({"budgets": entries})
     except ConfigError as exc:
         raise ConfigError(f"{where}{exc}") from None
+
+
+def _cache(table: dict[str, Any], file: Path) -> Any:
+    from finops.cache.config import Cache
+
+    where = f"{file}: "
+    for key in table:
+        if key not in Cache.model_fields or key == "embedder":
+            allowed = [f"[cache].{k}" for k in Cache.model_fields if k != "embedder"]
+            raise _unknown(where, f"[cache].{key}", allowed, "setting")
+    try:
+        return Cache.from_mapping(table, base_dir=file.parent)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}[cache]: {exc}") from None
 
 
 # -- keyword arguments ---------------------------------------------------------------------

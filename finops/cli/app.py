@@ -109,6 +109,7 @@ def serve_fake(
 SUBCOMMANDS: tuple[str, ...] = (
     "finops.cli.tokens",
     "finops.cli.budgets",
+    "finops.cli.cache",
     "finops.cli.ledger",
 )
 

@@ -210,11 +210,22 @@ def _facade(
             end_call(ctx)
             raise
         if kind == "call" and not ctx.stream:
+            if inspect.isawaitable(result):  # an async method the SDK wraps in a sync decorator
+                return _end_when_awaited(result, ctx, end_call)
             end_call(ctx)
         return result
 
     call.__finops_wrapped__ = True  # type: ignore[attr-defined]
     return call
+
+
+async def _end_when_awaited(result: Any, ctx: Call, end_call: Callable[[Call], None]) -> Any:
+    # anthropic's AsyncMessages.create is not a coroutine function (a sync decorator returns
+    # the coroutine): the call must stay registered until the request has been sent.
+    try:
+        return await result
+    finally:
+        end_call(ctx)
 
 
 def with_call_header(kwargs: dict[str, Any], ctx: Call) -> dict[str, Any]:

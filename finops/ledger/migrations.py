@@ -121,6 +121,25 @@ def m002_views(con: Any) -> None:
     """)
 
 
+@migration
+def m003_cache(con: Any) -> None:
+    """Cache columns (entry id, similarity, tier) and the ``savings_by_cause`` view."""
+    for name in ("cache_entry_id", "cache_similarity", "cache_tier"):
+        con.execute(f"ALTER TABLE calls ADD COLUMN IF NOT EXISTS {name} {COLUMN_TYPES[name]}")
+    con.execute("""
+        CREATE VIEW savings_by_cause AS
+        SELECT CAST(timezone('UTC', ts_start) AS DATE) AS day,
+               'cache' AS cause, cache_status AS detail,
+               coalesce(served_model, requested_model) AS model,
+               count(DISTINCT call_id) AS calls,
+               coalesce(sum(cost_total), 0) AS cost,
+               coalesce(sum(counterfactual_cost), 0) AS counterfactual_cost,
+               coalesce(sum(counterfactual_cost - coalesce(cost_total, 0)), 0) AS saved
+        FROM calls WHERE status = 'cache_hit'
+        GROUP BY ALL
+    """)
+
+
 def migrate(con: Any) -> list[str]:
     """Bring the ledger schema up to date; returns the names applied now."""
     con.execute(

@@ -33,6 +33,7 @@ class StepConfig:
     budgets: BudgetManager | None = None
     max_call_cost: Decimal | None = None
     extra: tuple[Step, ...] = ()  # the user's own steps (FinOps(steps=[...]))
+    cache: Any = None  # finops.Cache (issue 11)
 
 
 def build_steps(config: StepConfig, env: StepEnv) -> list[Step]:
@@ -51,7 +52,7 @@ def build_steps(config: StepConfig, env: StepEnv) -> list[Step]:
         StreamUsageStep(),
         _guard(config, env),
         # loop breaker (finops/loops/)   — a later issue
-        # cache lookup (finops/cache/)   — issue 11
+        _cache(config),
         # route (finops/routing/)        — issue 12
         *config.extra,
         estimator if config.estimate != "off" or config.budgets is not None else None,
@@ -73,6 +74,14 @@ def _guard(config: StepConfig, env: StepEnv) -> Step | None:
     from finops.pricing.guard import UnknownModelGuard
 
     return UnknownModelGuard(env.pricebook)
+
+
+def _cache(config: StepConfig) -> Step | None:
+    if config.cache is None:
+        return None
+    from finops.cache.step import build
+
+    return build(config.cache)
 
 
 def _budget(config: StepConfig, env: StepEnv, estimator: Any) -> Step | None:

@@ -62,7 +62,9 @@ MISTAKES: list[tuple[str, list[str]]] = [
     ('[finops]\nledger = "afile/sub/x.duckdb"\n', ["ledger", "cannot be created"]),
     ('[finops]\nledger = "adir"\n', ["ledger", "is a directory"]),
     ('[finops]\nspool_dir = "afile"\n', ["spool_dir", "not a directory"]),
-    ("[cache]\nenabled = true\n", ["[cache]", "not supported"]),
+    ("[routing]\nenabled = true\n", ["[routing]", "not supported"]),
+    ("[cache]\nenabled = true\n", ["[cache].enabled", "unknown setting"]),
+    ('[cache]\nttl = "soon"\n', ["[cache]", "ttl", "not a duration"]),
     ('[finops\nledger = "x"\n', ["not valid TOML"]),
 ]
 

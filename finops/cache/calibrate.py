@@ -1,0 +1,255 @@
+"""``finops cache calibrate``: fit the semantic guard and its threshold on labelled pairs.
+
+Pairs are JSON lines ``{"a": text, "b": text, "duplicate": bool}`` (optionally gzipped).
+They are split three ways by a seeded shuffle: *fit* (the guard's logistic weights), *tune*
+(the threshold that meets the target false-hit rate) and *held-out* (the figures reported,
+never seen by fitting or tuning). Two false-hit rates are reported (DESIGN.md §7):
+
+- ``false_hits_served``: the share of served hits that are wrong (what a user sees);
+- ``false_hits_negatives``: the share of all non-duplicate pairs that would be served.
+
+The threshold is chosen for the first by default (``definition="served"``). Both come with
+a 95% Wilson interval. The result is a :class:`~finops.cache.semantic.Guard` data file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from finops.cache.semantic import Embedder, Guard, Vectors, pair_features
+from finops.errors import ConfigError
+
+__all__ = ["Calibration", "calibrate", "evaluate", "load_pairs", "wilson"]
+
+Definition = Literal["served", "negatives"]
+
+
+def load_pairs(
+    path: str | Path, *, limit: int | None = None, seed: int = 0
+) -> list[tuple[str, str, bool]]:
+    """Labelled pairs from a JSON-lines file (``.gz`` allowed), shuffled with ``seed``."""
+    file = Path(path)
+    opener: Any = gzip.open if file.suffix == ".gz" else open
+    pairs: list[tuple[str, str, bool]] = []
+    n = 0
+    try:
+        with opener(file, "rt", encoding="utf-8") as fh:
+            for line in fh:
+                n += 1
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                pairs.append((str(row["a"]), str(row["b"]), bool(row["duplicate"])))
+    except FileNotFoundError:
+        raise ConfigError(f"pairs file {file} does not exist") from None
+    except (ValueError, KeyError) as exc:
+        raise ConfigError(
+            f"{file}: line {n} is not a pair ({exc}); expected {{'a', 'b', 'duplicate'}}"
+        ) from None
+    random.Random(seed).shuffle(pairs)
+    return pairs[:limit] if limit else pairs
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of the proportion k/n."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return (max(0.0, c - h), min(1.0, c + h))
+
+
+@dataclass
+class Evaluation:
+    """Figures of one threshold on one set of pairs."""
+
+    pairs: int
+    duplicates: int
+    served: int
+    false_hits: int
+    recall: float
+    false_hits_served: float
+    false_hits_served_ci: tuple[float, float]
+    false_hits_negatives: float
+    false_hits_negatives_ci: tuple[float, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Rounded figures for printing and provenance."""
+        return {
+            "pairs": self.pairs,
+            "duplicates": self.duplicates,
+            "served": self.served,
+            "false_hits": self.false_hits,
+            "recall": round(self.recall, 4),
+            "precision": round(1 - self.false_hits_served, 4),
+            "false_hits_served": round(self.false_hits_served, 4),
+            "false_hits_served_ci95": [round(x, 4) for x in self.false_hits_served_ci],
+            "false_hits_negatives": round(self.false_hits_negatives, 4),
+            "false_hits_negatives_ci95": [round(x, 4) for x in self.false_hits_negatives_ci],
+        }
+
+
+def evaluate(served: npt.NDArray[np.bool_], labels: npt.NDArray[np.bool_]) -> Evaluation:
+    """Recall and both false-hit rates of a serve decision per pair."""
+    n_served = int(served.sum())
+    wrong = int((served & ~labels).sum())
+    right = n_served - wrong
+    dups = int(labels.sum())
+    negatives = len(labels) - dups
+    return Evaluation(
+        pairs=len(labels),
+        duplicates=dups,
+        served=n_served,
+        false_hits=wrong,
+        recall=right / max(1, dups),
+        false_hits_served=wrong / max(1, n_served),
+        false_hits_served_ci=wilson(wrong, n_served),
+        false_hits_negatives=wrong / max(1, negatives),
+        false_hits_negatives_ci=wilson(wrong, negatives),
+    )
+
+
+def _fit_logistic(
+    x: Vectors, y: npt.NDArray[np.bool_], *, l2: float = 1e-3, epochs: int = 400
+) -> tuple[Vectors, float, Vectors, Vectors]:
+    """L2-regularized logistic regression by full-batch Adam (numpy only)."""
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0) + 1e-6
+    z = (x - mean) / scale
+    t = y.astype(np.float32)
+    w = np.zeros(z.shape[1], dtype=np.float64)
+    b = 0.0
+    m_w = np.zeros_like(w)
+    v_w = np.zeros_like(w)
+    m_b = v_b = 0.0
+    lr, b1, b2 = 0.05, 0.9, 0.999
+    for step in range(1, epochs + 1):
+        p = 1 / (1 + np.exp(-np.clip(z @ w + b, -40, 40)))
+        g = p - t
+        gw = z.T @ g / len(t) + l2 * w
+        gb = float(g.mean())
+        m_w = b1 * m_w + (1 - b1) * gw
+        v_w = b2 * v_w + (1 - b2) * gw * gw
+        m_b = b1 * m_b + (1 - b1) * gb
+        v_b = b2 * v_b + (1 - b2) * gb * gb
+        w -= lr * (m_w / (1 - b1**step)) / (np.sqrt(v_w / (1 - b2**step)) + 1e-8)
+        b -= lr * (m_b / (1 - b1**step)) / (math.sqrt(v_b / (1 - b2**step)) + 1e-8)
+    return w.astype(np.float32), b, mean.astype(np.float32), scale.astype(np.float32)
+
+
+def _threshold(
+    scores: Vectors, labels: npt.NDArray[np.bool_], target: float, definition: Definition
+) -> float:
+    """The lowest score threshold whose false-hit rate (by ``definition``) is ≤ target."""
+    order = np.argsort(-scores)
+    s = scores[order]
+    wrong = np.cumsum(~labels[order])
+    served = np.arange(1, len(s) + 1)
+    rate = wrong / served if definition == "served" else wrong / max(1, int((~labels).sum()))
+    ok = np.nonzero((rate <= target) & (s > 0))[0]  # a score of 0 (veto, floor) never serves
+    if definition == "served":
+        # the running rate is noisy at the top: take the last position where it holds and
+        # every later position (with at least 50 served) breaks it
+        ok = ok[ok >= min(49, len(s) - 1)] if len(ok) else ok
+    if not len(ok):
+        return float(s[0]) + 1e-6 if len(s) else 1.0
+    return max(float(s[ok[-1]]), 1e-6)
+
+
+@dataclass
+class Calibration:
+    """The result of :func:`calibrate`."""
+
+    guard: Guard
+    held_out: dict[str, Any]
+    cosine_only: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _features(
+    pairs: Sequence[tuple[str, str, bool]], vectors: dict[str, Vectors]
+) -> tuple[Vectors, Vectors, npt.NDArray[np.bool_]]:
+    feats = np.stack([pair_features(a, b, vectors[a], vectors[b]) for a, b, _ in pairs])
+    cos = feats[:, 0].copy()
+    labels = np.array([d for _, _, d in pairs], dtype=bool)
+    return feats, cos, labels
+
+
+def calibrate(
+    pairs: Sequence[tuple[str, str, bool]],
+    *,
+    embedder: Embedder,
+    target_false_hit: float = 0.01,
+    definition: Definition = "served",
+    cosine_floor: float = 0.7,
+    held_out_share: float = 0.3,
+    tune_share: float = 0.3,
+    source: str = "",
+    batch: int = 32,
+    precomputed: dict[str, Vectors] | None = None,
+) -> Calibration:
+    """Fit the guard on part of ``pairs``, tune its threshold, report on the held-out rest."""
+    if not 0 < target_false_hit < 1:
+        raise ConfigError(f"target false-hit rate {target_false_hit} must be between 0 and 1")
+    if len(pairs) < 200:
+        raise ConfigError(f"calibration needs at least 200 labelled pairs, got {len(pairs)}")
+    n_test = int(len(pairs) * held_out_share)
+    rest = pairs[n_test:]
+    test = pairs[:n_test]
+    n_tune = int(len(rest) * tune_share)
+    tune, fit = rest[:n_tune], rest[n_tune:]
+
+    t0 = time.perf_counter()
+    texts = sorted({t for a, b, _ in pairs for t in (a, b)}, key=len)  # less padding
+    vectors: dict[str, Vectors] = dict(precomputed or {})
+    texts = [t for t in texts if t not in vectors]
+    for i in range(0, len(texts), batch):
+        chunk = texts[i : i + batch]
+        for text, vec in zip(chunk, embedder.embed(chunk), strict=True):
+            vectors[text] = vec
+    t_embed = time.perf_counter() - t0
+
+    x_fit, c_fit, y_fit = _features(fit, vectors)
+    x_tune, c_tune, y_tune = _features(tune, vectors)
+    x_test, c_test, y_test = _features(test, vectors)
+    keep = c_fit >= cosine_floor
+    w, b, mean, scale = _fit_logistic(x_fit[keep], y_fit[keep])
+    guard0 = Guard(w, b, mean, scale, 0.0, cosine_floor, embedder.name, {})
+    s_tune = np.where(c_tune >= cosine_floor, guard0.score(x_tune), 0.0).astype(np.float32)
+    threshold = _threshold(s_tune, y_tune, target_false_hit, definition)
+    s_test = np.where(c_test >= cosine_floor, guard0.score(x_test), 0.0)
+    held = evaluate(s_test >= threshold, y_test).as_dict()
+    cos_threshold = _threshold(c_tune, y_tune, target_false_hit, definition)
+    cos_only = {
+        "threshold": round(cos_threshold, 4),
+        **evaluate(c_test >= cos_threshold, y_test).as_dict(),
+    }
+    provenance = {
+        "source": source,
+        "pairs": {"fit": len(fit), "tune": len(tune), "held_out": len(test)},
+        "target_false_hit": target_false_hit,
+        "definition": definition,
+        "held_out": held,
+        "cosine_only_held_out": cos_only,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    guard = Guard(w, b, mean, scale, threshold, cosine_floor, embedder.name, provenance)
+    return Calibration(
+        guard=guard,
+        held_out=held,
+        cosine_only=cos_only,
+        timings={"embed_s": round(t_embed, 1), "texts": float(len(texts))},
+    )

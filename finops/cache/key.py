@@ -1,0 +1,188 @@
+"""The canonical cache key of a request: everything that changes the answer, nothing else.
+
+A key is the SHA-256 of a canonical JSON document (sorted keys, no whitespace) built from
+the endpoint, the tenant and the SDK keyword arguments of the call. Left out, because they
+do not change the answer: ``stream``, ``stream_options``, ``user``, ``metadata``,
+``cache_control`` (anywhere in messages, system blocks or tools), ``store``,
+``service_tier``, prompt-cache hints and the SDK's transport options (``timeout``,
+``extra_query``). Everything else — model, every message/system/instructions item, tools,
+``tool_choice``, ``response_format``/``text``, sampling parameters, ``seed``, ``n``,
+reasoning/thinking settings, ``betas`` and ``anthropic-beta``/``openai-beta`` headers — is in.
+A one-block text content list and the plain string it stands for give the same key.
+
+What competitors got wrong (DESIGN.md §7): keying only the last message (GPTCache),
+forgetting tools or ``response_format`` (LiteLLM #12234, #19575), keying on ``user`` or
+``metadata`` so identical prompts never hit. Two tenants never share a key: the tenant is
+part of the hashed document and the prefix of the stored key.
+
+The *context key* (semantic cache) is the same document with the text of the last user turn
+taken out: two requests whose context keys are equal differ only in that text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["EXCLUDED", "RequestKey", "canonical", "request_key"]
+
+#: Top-level keyword arguments that never change the answer.
+EXCLUDED = frozenset(
+    {
+        "stream",
+        "stream_options",
+        "user",
+        "metadata",
+        "store",
+        "service_tier",
+        "prompt_cache_key",
+        "prompt_cache_retention",
+        "safety_identifier",
+        "timeout",
+        "extra_query",
+        "extra_headers",
+        "extra_body",
+    }
+)
+#: Request headers (from ``extra_headers``) that do change the answer.
+ANSWER_HEADERS = ("anthropic-beta", "openai-beta")
+_KEY_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class RequestKey:
+    """The keys of one request.
+
+    Attributes:
+        exact: the store key: ``"<tenant>:<sha256 hex>"``.
+        context: key of everything but the last user turn's text (semantic index shard);
+            None when the request has no plain-text last user turn (or is embeddings).
+        text: the last user turn's text (what the semantic cache compares), or None.
+        tenant: the tenant namespace ("" when none).
+    """
+
+    exact: str
+    context: str | None
+    text: str | None
+    tenant: str
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able form of an SDK argument (pydantic models, classes, sentinels)."""
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            if k == "cache_control" or _is_sentinel(v):
+                continue
+            out[str(k)] = _plain(v)
+        return out
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, type):  # e.g. a pydantic model given as response_format
+        schema = getattr(value, "model_json_schema", None)
+        if callable(schema):
+            return {"$schema_of": value.__name__, "schema": _plain(schema())}
+        return {"$type": f"{value.__module__}.{value.__qualname__}"}
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        return _plain(dump(exclude_none=True))
+    if isinstance(value, bytes):
+        return {"$bytes": hashlib.sha256(value).hexdigest()}
+    return repr(value)
+
+
+def _is_sentinel(value: Any) -> bool:
+    return type(value).__name__ in ("NotGiven", "Omit")
+
+
+def _text_content(content: Any) -> Any:
+    """``[{"type": "text", "text": x}]`` is the same prompt as ``x``."""
+    if (
+        isinstance(content, list)
+        and len(content) == 1
+        and isinstance(content[0], dict)
+        and set(content[0]) == {"type", "text"}
+        and content[0]["type"] in ("text", "input_text")
+    ):
+        return content[0]["text"]
+    return content
+
+
+def _normalize_messages(items: Any) -> Any:
+    if not isinstance(items, list):
+        return items
+    out = []
+    for item in items:
+        if isinstance(item, dict) and "content" in item:
+            item = {**item, "content": _text_content(item["content"])}
+        out.append(item)
+    return out
+
+
+def canonical(endpoint: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The answer-relevant part of a call's keyword arguments, in plain JSON types."""
+    body: dict[str, Any] = {}
+    extra_body = kwargs.get("extra_body")
+    merged = dict(kwargs)
+    if isinstance(extra_body, Mapping):
+        merged.update(extra_body)
+    for name, value in merged.items():
+        if name in EXCLUDED or name.startswith("finops_") or _is_sentinel(value):
+            continue
+        body[name] = _plain(value)
+    for name in ("messages", "input"):
+        if name in body:
+            body[name] = _normalize_messages(body[name])
+    if "system" in body:
+        body["system"] = _text_content(body["system"])
+    headers = kwargs.get("extra_headers")
+    if isinstance(headers, Mapping):
+        for name, value in headers.items():
+            if str(name).lower() in ANSWER_HEADERS and not _is_sentinel(value):
+                body["$header:" + str(name).lower()] = str(value)
+    return body
+
+
+def _digest(doc: Any) -> str:
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _split_last_user_text(endpoint: str, body: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """(body without the last user turn's text, that text), or None if there is none."""
+    if endpoint == "embeddings":
+        return None
+    if endpoint == "responses" and isinstance(body.get("input"), str):
+        return {**body, "input": "$last_user_text"}, body["input"]
+    key = "input" if endpoint == "responses" else "messages"
+    items = body.get(key)
+    if not isinstance(items, list) or not items:
+        return None
+    last = items[-1]
+    if not isinstance(last, dict) or last.get("role") != "user":
+        return None
+    content = last.get("content")
+    if not isinstance(content, str):
+        return None
+    rest = [*items[:-1], {**last, "content": "$last_user_text"}]
+    return {**body, key: rest}, content
+
+
+def request_key(
+    *, wire: str, endpoint: str, kwargs: Mapping[str, Any], tenant: str = ""
+) -> RequestKey:
+    """The exact key, the context key and the compared text of one call."""
+    body = canonical(endpoint, kwargs)
+    head = {"v": _KEY_VERSION, "wire": wire, "endpoint": endpoint, "tenant": tenant}
+    exact = f"{tenant}:{_digest({**head, 'body': body})}"
+    split = _split_last_user_text(endpoint, body)
+    if split is None:
+        return RequestKey(exact=exact, context=None, text=None, tenant=tenant)
+    rest, text = split
+    context = f"{tenant}:{_digest({**head, 'context': rest})}"
+    return RequestKey(exact=exact, context=context, text=text, tenant=tenant)

