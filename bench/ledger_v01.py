@@ -367,11 +367,11 @@ class Ledger:
         select = select_sql(paths)
         if dedupe:
             sql = (
-                f"INSERT INTO calls SELECT * FROM ({select}) AS s "
+                f"INSERT INTO calls BY NAME SELECT * FROM ({select}) AS s "
                 "WHERE NOT EXISTS (SELECT 1 FROM calls AS c WHERE c.row_id = s.row_id)"
             )
         else:
-            sql = f"INSERT INTO calls {select}"
+            sql = f"INSERT INTO calls BY NAME {select}"
         con.execute("BEGIN TRANSACTION")
         try:
             con.execute(sql)

@@ -126,9 +126,65 @@ def _import_time_ms(runs: int = 7) -> float:
     code = "import time; t = time.perf_counter(); import finops; print(time.perf_counter() - t)"
     samples = []
     for _ in range(runs):
-        out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code], check=True, capture_output=True, text=True
+        )
         samples.append(float(out.stdout.strip()) * 1000)
     return min(samples)
+
+
+def _other_providers(
+    url: str, fo: object
+) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
+    """Gemini (google-genai) and Bedrock (boto3) against the same server, if installed."""
+    out: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {}
+    try:
+        from google import genai
+    except ImportError:
+        genai = None  # type: ignore[assignment]
+    if genai is not None:
+        g_raw = genai.Client(api_key="bench", http_options={"base_url": url})
+        g_fo = fo.wrap(genai.Client(api_key="bench", http_options={"base_url": url}))  # type: ignore[attr-defined]
+        config = {"max_output_tokens": 16}
+
+        def gen(c: object) -> Callable[[], object]:
+            return lambda: c.models.generate_content(  # type: ignore[attr-defined]
+                model="gemini-2.0-flash", contents="Say hello to the benchmark.", config=config
+            )
+
+        def gen_stream(c: object) -> Callable[[], object]:
+            return lambda: list(
+                c.models.generate_content_stream(  # type: ignore[attr-defined]
+                    model="gemini-2.0-flash", contents="Say hello to the benchmark.", config=config
+                )
+            )
+
+        out["gemini_non_stream"] = (gen(g_raw), gen(g_fo))
+        out["gemini_stream"] = (gen_stream(g_raw), gen_stream(g_fo))
+    try:
+        import boto3
+    except ImportError:
+        return out
+
+    def bedrock() -> object:
+        return boto3.client(
+            "bedrock-runtime",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        )
+
+    b_raw, b_fo = bedrock(), fo.wrap(bedrock())  # type: ignore[attr-defined]
+    msgs = [{"role": "user", "content": [{"text": "Say hello to the benchmark."}]}]
+
+    def converse(c: object) -> Callable[[], object]:
+        return lambda: c.converse(  # type: ignore[attr-defined]
+            modelId="us.amazon.nova-lite-v1:0", messages=msgs, inferenceConfig={"maxTokens": 16}
+        )
+
+    out["bedrock_converse"] = (converse(b_raw), converse(b_fo))
+    return out
 
 
 def main() -> None:
@@ -179,9 +235,21 @@ def main() -> None:
                 f"{statistics.median(b):.0f} us, raw p99 {_pct(a, 0.99):.0f} us, "
                 f"wrapped p99 {_pct(b, 0.99):.0f} us"
             )
+        extra = 0
+        for name, (raw_fn, wrapped_fn) in _other_providers(url, fo).items():
+            a, b = _paired(raw_fn, wrapped_fn, args.calls)
+            results[name] = (
+                statistics.median(b) - statistics.median(a),
+                _pct(b, 0.99) - _pct(a, 0.99),
+            )
+            extra += args.calls + 50
+            print(
+                f"{name}: raw median {statistics.median(a):.0f} us, wrapped median "
+                f"{statistics.median(b):.0f} us"
+            )
         fo.flush()
         rows = fo.ledger.query("SELECT count(*) FROM calls")[0][0]
-        expected = 2 * (args.calls + 50)
+        expected = 2 * (args.calls + 50) + extra
         print(f"ledger rows written: {rows} (expected {expected})")
         fo.close()
     finally:
@@ -195,6 +263,11 @@ def main() -> None:
     print(f"added_latency_p99_non_stream: {results['non_stream'][1]:.0f} us (target: 500 us)")
     print(f"added_latency_median_stream: {results['stream'][0]:.0f} us (target: 100 us)")
     print(f"added_latency_p99_stream: {results['stream'][1]:.0f} us (target: 500 us)")
+    for name in ("gemini_non_stream", "gemini_stream", "bedrock_converse"):
+        if name in results:
+            med, p99 = results[name]
+            print(f"added_latency_median_{name}: {med:.0f} us (target: 100 us)")
+            print(f"added_latency_p99_{name}: {p99:.0f} us (target: 500 us)")
     print(f"ledger_ingest: {ingest:,.0f} rows/s (target: 200000 rows/s)")
     print(f"import_finops: {import_ms:.0f} ms (target: 150 ms)")
 

@@ -72,6 +72,7 @@ FINOPS_KEYS: dict[str, Key] = {
     "budget_store": Key(_STR, "'memory', 'sqlite:///budgets.db' or 'redis://host:6379/0'"),
     "estimate": Key(_STR, "'auto', 'exact', 'bound' or 'off'"),
     "max_call_cost": Key((str, int, float), "a USD amount per call, e.g. \"0.50\""),
+    "providers": Key((dict,), 'a table of host = "provider" rules (docs/providers.md)'),
 }
 
 #: ``[ledger]``: the same two ledger settings, in their own section (either place, not both).

@@ -79,6 +79,9 @@ class FinOps:
             they change is what gets estimated and budgeted (docs/architecture.md).
         cache: a :class:`finops.Cache` to serve repeated (and, opt-in, equivalent) requests
             from a cache (docs/cache.md); None (default): no caching.
+        providers: host → price provider rules for ``base_url`` hosts finops does not know
+            (``{"my-gateway.internal": "groq", "localhost:8000": "self_hosted"}``; ``"*"``
+            sets the policy for other unknown hosts), see ``docs/providers.md``.
         clock: returns the current time (timezone-aware); injectable for tests.
     """
 
@@ -98,6 +101,7 @@ class FinOps:
         max_call_cost: str | int | Decimal | None = None,
         steps: Iterable[Step] = (),
         cache: Any = None,
+        providers: Mapping[str, Any] | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         from finops.budgets.call_cap import parse_cap
@@ -116,6 +120,7 @@ class FinOps:
             on_budget_warn=on_budget_warn, clock=clock,
         )
         self._pricebook_lock = threading.Lock()
+        self._hosts = _host_map(providers, self.pricebook) if providers is not None else None
         if isinstance(ledger, Ledger):
             self.ledger = ledger
             self._owns_ledger = False
@@ -230,7 +235,7 @@ class FinOps:
         """
         if self._closed:
             raise ConfigError("this FinOps is closed; create a new one to wrap more clients")
-        return wrap_client(client, meter=self._meter, pipeline=self._pipeline)
+        return wrap_client(client, meter=self._meter, pipeline=self._pipeline, hosts=self._hosts)
 
     # -- lifecycle -----------------------------------------------------------------------
     def flush(self, timeout_s: float | None = None) -> bool:
@@ -260,3 +265,9 @@ def _warm_tokenizer() -> None:
         get_encoding("o200k_base")
     except Exception as exc:  # estimates will report the problem on first use
         log.debug("finops: tokenizer warm-up failed: %r", exc)
+
+
+def _host_map(providers: Mapping[str, Any], book: Callable[[], PriceBook]) -> Any:
+    from finops.providers.hosts import HostMap, known_price_providers
+
+    return HostMap(providers, known_providers=known_price_providers(book()))

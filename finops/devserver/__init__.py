@@ -1,4 +1,5 @@
-"""A local provider server that speaks the OpenAI and Anthropic wire formats (127.0.0.1).
+"""A local provider server that speaks the OpenAI, Anthropic, Gemini and Bedrock wire formats
+(127.0.0.1).
 
 The demo, the tests and the benchmarks point the *real* SDKs at it with ``base_url=``::
 
@@ -25,6 +26,14 @@ Endpoints (stdlib ``ThreadingHTTPServer``, HTTP/1.1 keep-alive, SSE as a chunked
   of ``text_delta``), ``content_block_stop``, ``message_delta`` (cumulative ``output_tokens``; in about one
   stream in three, like the real API, also input counts larger than ``message_start``'s),
   ``message_stop``. ``anthropic.Anthropic().messages.stream(...)`` works.
+* Gemini (``finops/devserver/_gemini.py``): ``POST .../models/{model}:generateContent``,
+  ``:streamGenerateContent?alt=sse`` (``\r\n\r\n``-framed chunks, usage growing, the last
+  with ``finishReason``), ``:embedContent``, ``:batchEmbedContents`` — Gemini API and Vertex
+  (``/projects/{p}/locations/{l}/publishers/google/models/...``) paths; Claude on Vertex
+  (``:rawPredict``, ``:streamRawPredict``) answers in the Anthropic format.
+* Bedrock (``finops/devserver/_bedrock.py``): ``POST /model/{id}/converse``,
+  ``/converse-stream`` (AWS binary event-stream frames with CRC32s), ``/invoke`` (token-count
+  headers) and ``/invoke-with-response-stream`` (base64 Anthropic events, invocation metrics).
 * Missing required fields get a 400 in the provider's error shape, unknown paths a 404.
 
 Answers are deterministic: the reply (8–24 words, ids included) is derived from a SHA-256 of

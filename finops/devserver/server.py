@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from finops.devserver import _anthropic, _openai
+from finops.devserver import _anthropic, _bedrock, _gemini, _openai
 from finops.devserver._reply import Reply, anthropic_error, dumps, openai_error
 from finops.devserver._synth import PrefixCache
 from finops.devserver.faults import Fault
@@ -66,6 +66,15 @@ class _State:
 
 def _route(path: str) -> tuple[_Endpoint | None, bool]:
     """(endpoint, speaks Anthropic) for a POST path."""
+    if _bedrock.handles(path):
+        return (lambda body, cache, usage: _bedrock.reply(path, body, usage)), False
+    if path.endswith((":rawPredict", ":streamRawPredict")):  # Claude on Vertex AI
+        model = path.rsplit("/", 1)[-1].split(":")[0]
+        return (
+            lambda body, cache, usage: _anthropic.messages({**body, "model": model}, cache, usage)
+        ), True
+    if _gemini.handles(path):
+        return (lambda body, cache, usage: _gemini.reply(path, body, usage)), False
     if path.endswith("/chat/completions"):
         return _openai.chat, False
     if path.endswith("/responses"):
@@ -111,8 +120,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.wfile.write(data)
 
-    def _write_sse(self, events: list[bytes], fault: Fault | None) -> None:
-        self._head(200, "text/event-stream; charset=utf-8", {"cache-control": "no-cache"})
+    def _write_sse(
+        self, events: list[bytes], fault: Fault | None, headers: Mapping[str, str] | None = None
+    ) -> None:
+        extra = dict(headers or {})
+        kind = extra.pop("content-type", "text/event-stream; charset=utf-8")
+        self._head(200, kind, {"cache-control": "no-cache", **extra})
         self.send_header("transfer-encoding", "chunked")
         self.end_headers()
         cut = fault is not None and fault.kind == "drop_stream"
@@ -198,7 +211,7 @@ class _Handler(BaseHTTPRequestHandler):
             override = state.usages.popleft() if state.usages else None
         reply = endpoint(body, state.cache, override)
         if reply.events is not None:
-            self._write_sse(reply.events, fault)
+            self._write_sse(reply.events, fault, reply.headers)
         else:
             self._write_json(reply, fault)
 

@@ -27,8 +27,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx2
 
+from finops.intercept.bedrock import is_bedrock_client, wrap_bedrock
 from finops.intercept.calls import HEADER, Call
+from finops.intercept.frameworks import is_langchain_chat, wrap_langchain
+from finops.intercept.google import is_genai_client, wrap_genai
 from finops.intercept.transport import AsyncMeteringTransport, MeteringTransport
+from finops.providers.hosts import HostMap, route_for
 
 if TYPE_CHECKING:
     from finops.metering import ClientHook, Meter
@@ -58,53 +62,39 @@ _ANTHROPIC_METHODS: tuple[tuple[str, str, str, str], ...] = (
     ("messages", "stream", "messages", "deferred"),
 )
 
-# Hosts of OpenAI-compatible APIs whose prices live under another provider id.
-_HOST_PROVIDERS: tuple[tuple[str, str], ...] = (
-    ("api.openai.com", "openai"),
-    ("openai.azure.com", "azure"),
-    ("api.deepseek.com", "deepseek"),
-    ("api.mistral.ai", "mistral"),
-    ("generativelanguage.googleapis.com", "google"),
-    ("api.groq.com", "groq"),
-    ("api.x.ai", "x-ai"),
-    ("api.together.xyz", "together"),
-    ("api.fireworks.ai", "fireworks"),
-    ("openrouter.ai", "openrouter"),
-    ("api.anthropic.com", "anthropic"),
-)
-
 
 def _sdk(client: object) -> tuple[str, Any]:
     root = type(client).__module__.split(".")[0]
     if root not in ("openai", "anthropic"):
         raise TypeError(
-            f"finops can wrap openai.OpenAI/AsyncOpenAI and anthropic.Anthropic/AsyncAnthropic "
-            f"clients (or subclasses); got {type(client).__qualname__} from {root!r}"
+            f"finops can wrap openai.OpenAI/AsyncOpenAI, anthropic.Anthropic/AsyncAnthropic "
+            f"and google.genai.Client clients (or subclasses); got {type(client).__qualname__} from {root!r}"
         )
     return root, importlib.import_module(root)
 
 
-def _price_provider(wire: str, base_url: str) -> str | None:
-    host = httpx2.URL(base_url).host
-    for suffix, provider in _HOST_PROVIDERS:
-        if host == suffix or host.endswith("." + suffix):
-            return provider
-    # Unknown host (local server, gateway, self-hosted): a known model id still resolves.
-    return wire if host in ("127.0.0.1", "localhost", "::1") else None
-
-
-def wrap_client(client: C, *, meter: Meter, pipeline: Pipeline) -> C:
+def wrap_client(client: C, *, meter: Meter, pipeline: Pipeline, hosts: HostMap | None = None) -> C:
     """Return a metered copy of an OpenAI or Anthropic client (sync or async).
 
     ``pipeline`` runs the pre-call steps of every wrapped method call; ``meter`` turns each
-    HTTP attempt into a ledger row.
+    HTTP attempt into a ledger row; ``hosts`` says which provider serves the client's
+    ``base_url`` (default: the shipped host map, ``finops/providers/hosts.py``).
     """
+    if is_langchain_chat(client):
+        return wrap_langchain(  # type: ignore[no-any-return]
+            client, lambda c: wrap_client(c, meter=meter, pipeline=pipeline, hosts=hosts)
+        )
+    if is_genai_client(client):
+        return wrap_genai(client, meter=meter, pipeline=pipeline, hosts=hosts)
+    if is_bedrock_client(client):
+        return wrap_bedrock(client, meter=meter, pipeline=pipeline, hosts=hosts)
     wire, sdk = _sdk(client)
-    is_async = isinstance(client, (sdk.AsyncOpenAI if wire == "openai" else sdk.AsyncAnthropic))
+    is_async = isinstance(
+        client, (sdk.AsyncOpenAI if wire == "openai" else sdk.AsyncAnthropic)
+    ) or isinstance(getattr(client, "_client", None), httpx2.AsyncClient)  # AsyncAnthropicBedrock
     base_url = str(getattr(client, "base_url", ""))
-    hook = meter.hook(
-        wire, api_url=base_url or None, price_provider=_price_provider(wire, base_url)
-    )
+    route = route_for(hosts, wire, base_url)
+    hook = meter.hook(wire, api_url=base_url or None, price_provider=route.label, host=route)
     # The SDK's current httpx2 client. Read only: it is handed to the new transport as the
     # thing to send through when the application configured it itself.
     existing = getattr(client, "_client", None)
@@ -125,22 +115,32 @@ def wrap_client(client: C, *, meter: Meter, pipeline: Pipeline) -> C:
         )
         http_client = sdk.DefaultHttpxClient(transport=transport)
     wrapped = client.with_options(http_client=http_client)  # type: ignore[attr-defined]
-    _wrap_resources(_Wrapping(meter, pipeline, hook, wire), wrapped)
+    _wrap_resources(_Wrapping(meter, pipeline, hook, wire, hosts), wrapped)
     return wrapped  # type: ignore[no-any-return]
 
 
 class _Wrapping:
     """What every wrapped method of one client needs."""
 
-    __slots__ = ("hook", "meter", "pipeline", "wire")
+    __slots__ = ("hook", "hosts", "meter", "pipeline", "wire")
 
-    def __init__(self, meter: Meter, pipeline: Pipeline, hook: ClientHook, wire: str) -> None:
+    def __init__(
+        self,
+        meter: Meter,
+        pipeline: Pipeline,
+        hook: ClientHook,
+        wire: str,
+        hosts: HostMap | None = None,
+    ) -> None:
         self.meter = meter
         self.pipeline = pipeline
         self.hook = hook
         self.wire = wire
+        self.hosts = hosts
 
-    def start(self, endpoint: str, kind: str, kwargs: dict[str, Any]) -> tuple[Call, dict[str, Any]]:
+    def start(
+        self, endpoint: str, kind: str, kwargs: dict[str, Any]
+    ) -> tuple[Call, dict[str, Any]]:
         """Run the pre-call steps; the kwargs to send carry the call's id header."""
         call = self.pipeline.start(self.hook, endpoint, kwargs, kind=kind)
         return call, with_call_header(call.kwargs, call)
@@ -172,7 +172,9 @@ def _rewrap_copy(w: _Wrapping, original: Callable[..., Any]) -> Any:
     def copy(*args: Any, **kwargs: Any) -> Any:
         if kwargs.get("http_client") is not None:
             # A new transport was asked for: meter it like a freshly wrapped client.
-            return wrap_client(original(*args, **kwargs), meter=w.meter, pipeline=w.pipeline)
+            return wrap_client(
+                original(*args, **kwargs), meter=w.meter, pipeline=w.pipeline, hosts=w.hosts
+            )
         new = original(*args, **kwargs)
         _wrap_resources(w, new)
         return new
@@ -209,9 +211,9 @@ def _facade(
         except BaseException:
             end_call(ctx)
             raise
+        if inspect.isawaitable(result):  # an async method the SDK wraps in a sync decorator
+            return _end_when_awaited(result, ctx, end_call)
         if kind == "call" and not ctx.stream:
-            if inspect.isawaitable(result):  # an async method the SDK wraps in a sync decorator
-                return _end_when_awaited(result, ctx, end_call)
             end_call(ctx)
         return result
 
@@ -220,12 +222,17 @@ def _facade(
 
 
 async def _end_when_awaited(result: Any, ctx: Call, end_call: Callable[[Call], None]) -> Any:
-    # anthropic's AsyncMessages.create is not a coroutine function (a sync decorator returns
-    # the coroutine): the call must stay registered until the request has been sent.
+    # anthropic's AsyncMessages.create (and AsyncAnthropicBedrock's) is not a coroutine
+    # function (a sync decorator returns the coroutine): the call must stay registered until
+    # the request has been sent. A stream's call ends with its stream; a failure ends it now.
     try:
-        return await result
-    finally:
+        value = await result
+    except BaseException:
         end_call(ctx)
+        raise
+    if not ctx.stream:
+        end_call(ctx)
+    return value
 
 
 def with_call_header(kwargs: dict[str, Any], ctx: Call) -> dict[str, Any]:

@@ -91,6 +91,11 @@ class _Watch:
             return chunk
         if self._raw is not None:
             self._raw.append(chunk)
+        feed_bytes = getattr(self._watcher, "feed_bytes", None)
+        if feed_bytes is not None:  # a binary-framed stream (AWS event stream): bytes as is
+            with contextlib.suppress(Exception):
+                feed_bytes(chunk)
+            return chunk
         buffer = self._buffer + chunk
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")

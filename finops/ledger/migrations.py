@@ -140,6 +140,13 @@ def m003_cache(con: Any) -> None:
     """)
 
 
+@migration
+def m004_host_cost(con: Any) -> None:
+    """The cost a host reports itself (OpenRouter ``usage.cost``) and why it differs."""
+    con.execute(f"ALTER TABLE calls ADD COLUMN IF NOT EXISTS host_cost {_MONEY}")
+    con.execute("ALTER TABLE calls ADD COLUMN IF NOT EXISTS host_cost_detail VARCHAR")
+
+
 def migrate(con: Any) -> list[str]:
     """Bring the ledger schema up to date; returns the names applied now."""
     con.execute(

@@ -92,3 +92,7 @@ class LedgerRow:
     cache_entry_id: str | None = None  # id of the stored entry served (or stored, on a miss)
     cache_similarity: float | None = None  # cosine of a semantic hit
     cache_tier: str | None = None  # "memory" | "store" for a hit
+
+    # what the host itself reported (migration m004_host_cost) (OpenRouter usage.cost), beside finops' own cost
+    host_cost: Decimal | None = None
+    host_cost_detail: str | None = None  # why it differs: byok, plugin fees, ...

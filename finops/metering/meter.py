@@ -27,6 +27,8 @@ from finops.metering.rows import clip, fill_cost, fill_usage, join, new_id, row_
 from finops.pipeline.call import Call, Served
 from finops.providers import Parsed, StreamWatcher, adapter_for, classify
 from finops.providers.base import INVALID as INVALID_USAGE
+from finops.providers.bedrock import EVENTSTREAM, EventStreamFrames
+from finops.providers.hosts import HostRoute, amend_row, price_on_host
 from finops.usage import Usage
 
 if TYPE_CHECKING:
@@ -80,16 +82,26 @@ class Meter:
         self._on_row = on_row
         self._on_call_end = on_call_end
 
-    def hook(self, provider: str, *, api_url: str | None, price_provider: str | None) -> ClientHook:
+    def hook(
+        self,
+        provider: str,
+        *,
+        api_url: str | None,
+        price_provider: str | None,
+        host: HostRoute | None = None,
+    ) -> ClientHook:
         """The transport hook for one wrapped client."""
-        return ClientHook(self, provider, api_url=api_url, price_provider=price_provider)
+        return ClientHook(self, provider, api_url=api_url, price_provider=price_provider, host=host)
 
     # -- pricing -------------------------------------------------------------------------
     def price(self, ctx: Call, model: str | None, usage: Usage, at: datetime) -> PricedCost:
         """Price usage at the given time under this FinOps' unknown-model policy."""
-        return self._pricebook().price(
-            provider=ctx.price_provider,
+        return price_on_host(
+            self._pricebook(),
+            ctx.host,
+            wire_provider=ctx.price_provider,
             model=model or "",
+            requested=ctx.requested_model,
             usage=usage,
             at=at,
             service_tier=ctx.service_tier,
@@ -151,15 +163,22 @@ class Meter:
 class ClientHook:
     """The :class:`~finops.intercept.transport.AttemptHook` of one wrapped client."""
 
-    __slots__ = ("_api_url", "_meter", "_price_provider", "_provider")
+    __slots__ = ("_api_url", "_host", "_meter", "_price_provider", "_provider")
 
     def __init__(
-        self, meter: Meter, provider: str, *, api_url: str | None, price_provider: str | None
+        self,
+        meter: Meter,
+        provider: str,
+        *,
+        api_url: str | None,
+        price_provider: str | None,
+        host: HostRoute | None = None,
     ) -> None:
         self._meter = meter
         self._provider = provider
         self._api_url = api_url
         self._price_provider = price_provider
+        self._host = host
 
     def begin(self, request: httpx2.Request) -> MeteredAttempt | None:
         """Meter generation endpoints; pass everything else (models.list, files...) through."""
@@ -195,6 +214,7 @@ class ClientHook:
             tags=current_tags(),
             price_provider=self._price_provider,
             api_url=self._api_url,
+            host=self._host,
             service_tier=body.get("service_tier")
             if isinstance(body.get("service_tier"), str)
             else None,
@@ -217,6 +237,7 @@ class ClientHook:
             provider=self._provider,
             price_provider=self._price_provider,
             api_url=self._api_url,
+            host=self._host,
             **fields,
         )
 
@@ -256,12 +277,15 @@ class MeteredAttempt:
         """Watch SSE bodies of successful responses; JSON bodies are parsed at the end."""
         if response.status_code >= 400:
             return None
-        if "text/event-stream" not in response.headers.get("content-type", ""):
+        kind = response.headers.get("content-type", "")
+        binary = EVENTSTREAM in kind  # AnthropicBedrock streams: AWS event-stream frames
+        if "text/event-stream" not in kind and not binary:
             return None
         adapter = adapter_for(self.ctx.provider, self.ctx.endpoint)
         if adapter is None:
             return None
-        return adapter.stream_watcher(strip_usage_chunk=self.ctx.strip_usage_chunk)
+        watcher = adapter.stream_watcher(strip_usage_chunk=self.ctx.strip_usage_chunk)
+        return EventStreamFrames(watcher) if binary else watcher
 
     def finish(
         self,
@@ -373,6 +397,7 @@ class MeteredAttempt:
             _warn(f"could not price call {ctx.call_id}: {exc}")
             return row
         fill_cost(row, cost)
+        amend_row(row, ctx.host, parsed, cost)
         if usage.mismatch and usage.mismatch.startswith(INVALID_USAGE):
             # counts the provider sent were not numbers in range: priced as 0, never trusted
             row.pricing_status = "invalid_usage"

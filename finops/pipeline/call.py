@@ -69,6 +69,7 @@ class Call:
     kind: str = "call"  # "call" | "deferred" (a manager that sends on __enter__)
     price_provider: str | None = None  # price-table provider (None: resolve from the model)
     api_url: str | None = None
+    host: Any = None  # finops.providers.hosts.HostRoute: who serves it, how it is priced
     service_tier: str | None = None
     # -- written by steps ----------------------------------------------------------------
     row: dict[str, Any] = field(default_factory=dict)  # LedgerRow fields for every row

@@ -470,6 +470,14 @@ class PriceBook:
                         return ModelRef(fallback, entry.id, entry, native=False)
         return None
 
+    def has_provider(self, provider: str) -> bool:
+        """Whether the tables (or the user's custom models) have provider id ``provider``."""
+        return provider in self._info
+
+    def provider_ids(self) -> list[str]:
+        """Every provider id with a table or custom models, in lookup order."""
+        return list(self._order)
+
     def max_output_tokens(self, *, provider: str | None, model: str) -> int | None:
         """The model's maximum output tokens, where known (for worst-case estimates)."""
         ref = self.resolve(model=model, provider=provider)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from finops.errors import UnknownModelError
 from finops.pipeline.call import Call, Served
 from finops.pipeline.step import Step
+from finops.providers.hosts import has_price
 
 if TYPE_CHECKING:
     from finops.pricing.book import PriceBook
@@ -32,7 +33,7 @@ class UnknownModelGuard(Step):
         model = call.kwargs.get("model")
         if not isinstance(model, str):
             return None
-        if self._pricebook().resolve(model=model, provider=call.price_provider) is None:
+        if not has_price(self._pricebook(), call.host, model, call.price_provider):
             raise UnknownModelError(
                 f"finops has no price for model {model!r}, and unknown_model='raise': the "
                 f"call was not sent. Add the model to price_overrides, or use "

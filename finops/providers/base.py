@@ -11,6 +11,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Protocol
 
 from finops.usage import Usage
@@ -49,6 +50,9 @@ class Parsed:
     error_message: str | None = None
     #: The stream reached its terminal event (for streams only).
     complete: bool = True
+    #: The cost the host reports itself (OpenRouter ``usage.cost``), and what it covers.
+    host_cost: Decimal | None = None
+    host_cost_detail: str | None = None
     notes: list[str] = field(default_factory=list)
 
 

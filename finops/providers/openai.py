@@ -12,6 +12,7 @@ add up: the row is flagged with ``mismatch`` and the component is recorded as 0.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
 from finops.providers.base import (
@@ -24,6 +25,7 @@ from finops.providers.base import (
     require,
     sse_data,
 )
+from finops.providers.hosts import host_cost
 from finops.usage import Usage
 
 __all__ = ["ChatAdapter", "EmbeddingsAdapter", "ResponsesAdapter", "normalize_usage"]
@@ -68,6 +70,11 @@ def normalize_usage(
         return count(details.get(key), f"{label}.{key}", notes)
 
     cached = detail(in_details, in_label, "cached_tokens")
+    if not cached and "prompt_cache_hit_tokens" in raw:
+        # DeepSeek: prompt_tokens = prompt_cache_hit_tokens + prompt_cache_miss_tokens
+        cached = count(raw.get("prompt_cache_hit_tokens"), "prompt_cache_hit_tokens", notes)
+    elif not cached and "num_cached_tokens" in raw:  # Mistral
+        cached = count(raw.get("num_cached_tokens"), "num_cached_tokens", notes)
     audio_in = detail(in_details, in_label, "audio_tokens")
     # Some OpenAI-compatible hosts report prompt-cache writes; OpenAI itself bills none.
     cache_write = detail(in_details, in_label, "cache_write_tokens") or detail(
@@ -128,12 +135,17 @@ class ChatAdapter:
             content = message.get("content")
             if isinstance(content, str):
                 text_parts.append(content)
+        if not isinstance(usage_raw, Mapping):  # old Groq: usage only under x_groq
+            usage_raw = mapping(body.get("x_groq")).get("usage")
+        cost, detail = host_cost(usage_raw) if isinstance(usage_raw, Mapping) else (None, None)
         return Parsed(
             usage=normalize_usage(usage_raw) if isinstance(usage_raw, Mapping) else None,
             served_model=body.get("model") if isinstance(body.get("model"), str) else None,
             service_tier=_tier(body.get("service_tier")),
             output_text="".join(text_parts),
             error_message=_error_message(body),
+            host_cost=cost,
+            host_cost_detail=detail,
         )
 
     def stream_watcher(self, *, strip_usage_chunk: bool) -> _ChatStream:
@@ -149,7 +161,7 @@ class _ChatStream:
     produced so far for an estimate.
     """
 
-    __slots__ = ("_blocks", "_model", "_strip", "_tier", "_usage", "done")
+    __slots__ = ("_blocks", "_cost", "_model", "_strip", "_tier", "_usage", "done")
 
     def __init__(self, strip_usage_chunk: bool) -> None:
         self._strip = strip_usage_chunk
@@ -157,6 +169,7 @@ class _ChatStream:
         self._model: str | None = None
         self._tier: str | None = None
         self._usage: Usage | None = None
+        self._cost: tuple[Decimal | None, str | None] = (None, None)
         self.done = False
 
     def on_event(self, block: bytes) -> bool:
@@ -175,12 +188,18 @@ class _ChatStream:
             self.done = True
             return True
         chunk = mapping(load_json(data))
-        if self._model is None and isinstance(chunk.get("model"), str):
+        if self._model is None and isinstance(chunk.get("model"), str) and chunk["model"]:
             self._model = chunk["model"]
             self._tier = _tier(chunk.get("service_tier"))
         usage_raw = chunk.get("usage")
-        if isinstance(usage_raw, Mapping):
+        if not isinstance(usage_raw, Mapping):
+            # Groq streams (before include_usage) carry usage only in x_groq.usage
+            usage_raw = mapping(chunk.get("x_groq")).get("usage")
+            if isinstance(usage_raw, Mapping):
+                self._usage = normalize_usage(usage_raw)
+        else:
             self._usage = normalize_usage(usage_raw)
+            self._cost = host_cost(usage_raw)
             if self._strip and not chunk.get("choices"):
                 return False
         self._blocks.append(block)
@@ -206,6 +225,8 @@ class _ChatStream:
             service_tier=self._tier,
             output_text="".join(text) if text else None,
             complete=self.done and self._usage is not None,
+            host_cost=self._cost[0],
+            host_cost_detail=self._cost[1],
         )
 
 
@@ -235,12 +256,15 @@ class ResponsesAdapter:
                         text.append(part["text"])
         if usage is not None and tools:
             usage = Usage(**{**_fields(usage), "server_tool_requests": tools})
+        cost, detail = host_cost(usage_raw) if isinstance(usage_raw, Mapping) else (None, None)
         return Parsed(
             usage=usage,
             served_model=body.get("model") if isinstance(body.get("model"), str) else None,
             service_tier=_tier(body.get("service_tier")),
             output_text="".join(text),
             error_message=_error_message(body),
+            host_cost=cost,
+            host_cost_detail=detail,
         )
 
     def stream_watcher(self, *, strip_usage_chunk: bool) -> _ResponsesStream:

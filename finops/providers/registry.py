@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from finops.providers.anthropic import MessagesAdapter
 from finops.providers.base import ProviderAdapter
+from finops.providers.google import EmbedAdapter, GenerateAdapter
 from finops.providers.openai import ChatAdapter, EmbeddingsAdapter, ResponsesAdapter
 
 __all__ = ["adapter_for", "classify"]
@@ -13,6 +14,8 @@ _ADAPTERS: dict[tuple[str, str], ProviderAdapter] = {
     ("openai", "responses"): ResponsesAdapter(),
     ("openai", "embeddings"): EmbeddingsAdapter(),
     ("anthropic", "messages"): MessagesAdapter(),
+    ("google", "generate_content"): GenerateAdapter(),
+    ("google", "embed_content"): EmbedAdapter(),
 }
 
 # URL path suffix -> endpoint name. Order matters only for readability: suffixes are disjoint.
@@ -21,6 +24,11 @@ _SUFFIXES: tuple[tuple[str, str], ...] = (
     ("/responses", "responses"),
     ("/embeddings", "embeddings"),
     ("/messages", "messages"),
+    # Gemini API and Vertex AI: .../models/{model}:{method}
+    (":generateContent", "generate_content"),
+    (":streamGenerateContent", "generate_content"),
+    (":embedContent", "embed_content"),
+    (":batchEmbedContents", "embed_content"),
 )
 
 

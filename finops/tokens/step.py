@@ -32,7 +32,9 @@ log = logging.getLogger("finops")
 #: the hot path, else takes the cheap bound; ``off`` estimates only when a budget needs it.
 ESTIMATE_MODES = ("auto", "exact", "bound", "off")
 _SMALL_REQUEST_CHARS = 16_000
-_CONTENT_KEYS = ("messages", "input", "system", "instructions", "tools")
+_CONTENT_KEYS = ("messages", "input", "system", "instructions", "tools", "contents", "config")
+#: Wires with an offline tokenizer; others (Gemini) get the UTF-8 byte bound.
+_TOKENIZED = ("openai", "anthropic")
 
 
 def check_mode(mode: str) -> str:
@@ -82,6 +84,10 @@ class EstimateStep(Step):
     def estimate(self, call: Call) -> Estimate | None:
         """The estimate of ``call`` as it stands; None only when nothing needs one."""
         kwargs = call.kwargs
+        if call.provider not in _TOKENIZED:
+            return _fallback_estimate(
+                self._pricebook(), call.provider, kwargs, self._clock(), call.price_provider
+            )
         try:
             from finops.tokens.estimate import estimate_request
 
@@ -129,7 +135,11 @@ def _small(kwargs: Mapping[str, Any]) -> bool:
 
 
 def _fallback_estimate(
-    book: PriceBook, wire: str, kwargs: Mapping[str, Any], now: datetime
+    book: PriceBook,
+    wire: str,
+    kwargs: Mapping[str, Any],
+    now: datetime,
+    provider: str | None = None,
 ) -> Estimate:
     """A guaranteed upper bound without the tokenizer: one token per UTF-8 byte at most."""
     from finops.tokens.estimate import Estimate
@@ -140,16 +150,28 @@ def _fallback_estimate(
         if key in kwargs:
             size += len(json.dumps(kwargs[key], default=str).encode())
     model = str(kwargs.get("model") or "")
+    if model.startswith(("models/", "publishers/", "projects/")):  # Gemini resource names
+        model = model.rsplit("/", 1)[-1]
+    config = kwargs.get("config")  # Gemini: max_output_tokens lives in the config
     out = (
         kwargs.get("max_completion_tokens")
         or kwargs.get("max_tokens")
         or kwargs.get("max_output_tokens")
+        or (
+            config.get("max_output_tokens")
+            if isinstance(config, Mapping)
+            else getattr(config, "max_output_tokens", None)
+        )
     )
     out_max = int(out) if isinstance(out, int) else 0
     if not out_max:
         out_max = book.max_output_tokens(provider=None, model=model) or 32_768
     usage = Usage(input_tokens=size, output_tokens=out_max)
-    cost = book.price(provider=None, model=model, usage=usage, at=now)
+    table = provider if provider and book.has_provider(provider) else None
+    if book.resolve(model=model, provider=table) is not None:
+        cost = book.price(provider=table, model=model, usage=usage, at=now)
+    else:
+        cost = book.price(provider=None, model=model, usage=usage, at=now)
     if cost.status == "unknown_model":
         reference = "claude-opus-4-1" if wire == "anthropic" else "gpt-4o"
         cost = book.price(provider=None, model=reference, usage=usage, at=now)

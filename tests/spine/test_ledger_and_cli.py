@@ -82,7 +82,10 @@ def test_migrations_are_recorded_and_a_newer_schema_is_refused(tmp_path: Path):
     names = [
         r[0] for r in con.execute("SELECT name FROM _finops_migrations ORDER BY name").fetchall()
     ]
-    assert names == ["m001_calls", "m002_views", "m003_cache"]
+    from finops.ledger.migrations import MIGRATIONS
+
+    assert names[:2] == ["m001_calls", "m002_views"]
+    assert names == sorted(name for name, _ in MIGRATIONS)
     con.execute("INSERT INTO _finops_migrations (name) VALUES ('m999_from_the_future')")
     con.close()
     with pytest.raises(finops.MigrationError, match="newer finops"):

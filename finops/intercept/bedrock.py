@@ -1,0 +1,337 @@
+"""``fo.wrap(boto3.client("bedrock-runtime"))``: AWS Bedrock through botocore's event hooks.
+
+botocore has no public way to copy a client, so the client is metered *in place*: finops
+registers handlers on the client's own event system (``client.meta.events``, one per client;
+other clients of the same session are not affected) and returns the same object:
+
+* ``before-parameter-build.bedrock-runtime.<Operation>`` runs the call-path steps (tags,
+  estimate, budget reservation...) before botocore builds or sends anything — a refusal
+  raises from the SDK call with nothing sent — and stores the call in the request context;
+* ``after-call.bedrock-runtime.<Operation>`` prices the response and writes the row: usage
+  from ``Converse``'s body, from ``InvokeModel``'s token-count headers, or — for
+  ``ConverseStream`` — from the final ``metadata`` event, by handing the caller the SDK's
+  event stream wrapped in a watcher that yields the very same events;
+* ``after-call-error.bedrock-runtime.<Operation>`` records a failed call.
+
+One row per SDK call (botocore retries below these hooks; the row's latency covers them).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from finops.metering.rows import fill_cost, fill_usage, new_id
+from finops.providers.base import INVALID
+from finops.providers.bedrock import (
+    body_usage,
+    converse_usage,
+    header_usage,
+    invocation_usage,
+    model_id,
+)
+from finops.providers.hosts import amend_row, route_for
+
+if TYPE_CHECKING:
+    from finops.ledger.row import LedgerRow
+    from finops.metering import ClientHook, Meter
+    from finops.pipeline import Pipeline
+    from finops.pipeline.call import Call
+    from finops.providers.hosts import HostMap
+    from finops.usage import Usage
+
+__all__ = ["is_bedrock_client", "wrap_bedrock"]
+
+C = TypeVar("C")
+
+_WIRE = "aws"
+_KEY = "finops_call"
+# operation -> (endpoint, stream)
+_OPERATIONS = {
+    "Converse": ("converse", False),
+    "ConverseStream": ("converse", True),
+    "InvokeModel": ("invoke_model", False),
+    "InvokeModelWithResponseStream": ("invoke_model", True),
+}
+
+
+def is_bedrock_client(client: object) -> bool:
+    """Whether ``client`` is a boto3/botocore ``bedrock-runtime`` client."""
+    meta = getattr(client, "meta", None)
+    model = getattr(meta, "service_model", None)
+    return getattr(model, "service_name", None) == "bedrock-runtime"
+
+
+def wrap_bedrock(client: C, *, meter: Meter, pipeline: Pipeline, hosts: HostMap | None = None) -> C:
+    """Meter a ``bedrock-runtime`` client in place (see the module docstring); returns it."""
+    meta: Any = client.meta  # type: ignore[attr-defined]
+    if getattr(meta, "_finops_metered", False):
+        return client
+    url = str(meta.endpoint_url or "")
+    route = route_for(hosts, _WIRE, url)
+    hook = meter.hook(_WIRE, api_url=url or None, price_provider=route.label, host=route)
+    meter_ = _Metering(meter, pipeline, hook)
+    events = meta.events
+    for operation in _OPERATIONS:
+        events.register(
+            f"before-parameter-build.bedrock-runtime.{operation}",
+            meter_.before,
+            unique_id=f"finops-before-{operation}",
+        )
+        events.register(
+            f"after-call.bedrock-runtime.{operation}",
+            meter_.after,
+            unique_id=f"finops-after-{operation}",
+        )
+        events.register(
+            f"after-call-error.bedrock-runtime.{operation}",
+            meter_.failed,
+            unique_id=f"finops-error-{operation}",
+        )
+    meta._finops_metered = True
+    return client
+
+
+def _request_view(params: Mapping[str, Any]) -> dict[str, Any]:
+    """What the estimate and budget steps read (``model``, ``messages``, ``max_tokens``)."""
+    view: dict[str, Any] = {"model": model_id(params.get("modelId"))}
+    for key in ("messages", "system", "toolConfig"):
+        if key in params:
+            view[key if key != "toolConfig" else "tools"] = params[key]
+    limit = dict(params.get("inferenceConfig") or {}).get("maxTokens")
+    body = params.get("body")
+    if body is not None:
+        raw = body if isinstance(body, (str, bytes)) else getattr(body, "read", lambda: b"")()
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        view["input"] = text
+        try:
+            decoded = json.loads(text)
+            if isinstance(decoded, Mapping):
+                limit = limit or decoded.get("max_tokens") or decoded.get("max_gen_len")
+        except ValueError:
+            pass
+    if isinstance(limit, int):
+        view["max_tokens"] = limit
+    return view
+
+
+class _Metering:
+    __slots__ = ("hook", "meter", "pipeline")
+
+    def __init__(self, meter: Meter, pipeline: Pipeline, hook: ClientHook) -> None:
+        self.meter = meter
+        self.pipeline = pipeline
+        self.hook = hook
+
+    def before(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
+        endpoint, stream = _OPERATIONS[model.name]
+        view = _request_view(params)
+        call = self.pipeline.start(self.hook, endpoint, view, kind="deferred" if stream else "call")
+        target = call.kwargs.get("model")
+        if isinstance(target, str) and target != view["model"]:
+            params["modelId"] = target  # a step (routing, downgrade) chose another model
+        call.stream = stream
+        context[_KEY] = (call, time.perf_counter(), self.meter.clock())
+
+    def after(
+        self,
+        http_response: Any,
+        parsed: dict[str, Any],
+        model: Any,
+        context: dict[str, Any],
+        **_: Any,
+    ) -> None:
+        started = context.pop(_KEY, None)
+        if started is None:
+            return
+        call, t0, ts = started
+        try:
+            status = int(getattr(http_response, "status_code", 200))
+            if status >= 400:
+                self._finish(call, t0, ts, "error", status, None, error=f"http_{status}")
+            elif model.name == "ConverseStream" and parsed.get("stream") is not None:
+                parsed["stream"] = _WatchedStream(parsed["stream"], self, call, t0, ts)
+                return
+            elif model.name == "InvokeModelWithResponseStream" and parsed.get("body") is not None:
+                parsed["body"] = _WatchedStream(parsed["body"], self, call, t0, ts)
+                return
+            elif model.name == "InvokeModel":
+                headers = dict(getattr(http_response, "headers", {}) or {})
+                usage = header_usage(headers)
+                if usage is None and parsed.get("body") is not None:
+                    usage = _usage_from_body(parsed)
+                self._finish(call, t0, ts, "ok", status, usage)
+            else:
+                raw = parsed.get("usage")
+                usage = converse_usage(raw) if isinstance(raw, Mapping) else None
+                self._finish(call, t0, ts, "ok", status, usage)
+        except Exception as exc:  # metering must never break the call
+            self.meter.end_call(call)
+            import warnings
+
+            from finops.errors import MeteringWarning
+
+            warnings.warn(
+                f"finops: Bedrock metering failed: {exc!r}", MeteringWarning, stacklevel=2
+            )
+
+    def failed(self, exception: BaseException, context: dict[str, Any], **_: Any) -> None:
+        started = context.pop(_KEY, None)
+        if started is None:
+            return
+        call, t0, ts = started
+        response = getattr(exception, "response", None) or {}
+        status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+        self._finish(
+            call,
+            t0,
+            ts,
+            "error",
+            status,
+            None,
+            error=type(exception).__name__,
+            message=str(exception),
+        )
+
+    def _finish(
+        self,
+        call: Call,
+        t0: float,
+        ts: Any,
+        status: str,
+        http_status: int | None,
+        usage: Usage | None,
+        *,
+        error: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        elapsed = time.perf_counter() - t0
+        from finops.ledger.row import LedgerRow
+
+        row: LedgerRow = LedgerRow(
+            row_id=new_id(),
+            call_id=call.call_id,
+            attempt=call.next_attempt(),
+            ts_start=ts,
+            ts_end=ts + timedelta(seconds=elapsed),
+            latency_ms=elapsed * 1000.0,
+            provider=call.price_provider or call.provider,
+            endpoint=call.endpoint,
+            status=status,
+            requested_model=call.requested_model,
+            served_model=call.requested_model,
+            stream=call.stream,
+            http_status=http_status,
+            error_type=error,
+            error_message=message[:500] if message else None,
+            tags=dict(call.tags),
+            prompt_text=call.prompt_text,
+        )
+        if usage is None and status in ("ok", "cancelled"):
+            est = getattr(call.estimate, "input_tokens", None)
+            if est is not None:
+                from finops.usage import Usage
+
+                usage = Usage(input_tokens=int(est), estimated=True)
+        if usage is not None:
+            fill_usage(row, usage)
+            cost = self.meter.price(call, call.requested_model, usage, ts)
+            fill_cost(row, cost)
+            from finops.providers.base import Parsed
+
+            amend_row(row, call.host, Parsed(usage=usage), cost)
+            if usage.mismatch and usage.mismatch.startswith(INVALID):
+                row.pricing_status = "invalid_usage"  # counts were not numbers: never trusted
+            if cost.status == "unknown_model":
+                self.meter.warn_unknown(call.requested_model)
+        call.complete = status == "ok"
+        self.meter.record(call, row)
+        self.meter.end_call(call)
+
+
+def _usage_from_body(parsed: dict[str, Any]) -> Usage | None:
+    """No token-count headers (a stubbed or proxied response): read the body, hand the caller
+    an identical StreamingBody, and take the usage from the model's own body format."""
+    import io
+
+    from botocore.response import StreamingBody
+
+    data = parsed["body"].read()
+    parsed["body"] = StreamingBody(io.BytesIO(data), len(data))
+    try:
+        decoded = json.loads(data)
+    except ValueError:
+        return None
+    return body_usage(decoded) if isinstance(decoded, Mapping) else None
+
+
+class _WatchedStream:
+    """The SDK's ConverseStream event stream, unchanged; its ``metadata`` event's usage
+    becomes the row when the stream ends (or the partial text's estimate if it is cut)."""
+
+    def __init__(self, inner: Any, metering: _Metering, call: Call, t0: float, ts: Any) -> None:
+        self._inner = inner
+        self._metering = metering
+        self._call = call
+        self._t0 = t0
+        self._ts = ts
+        self._usage: Usage | None = None
+        self._done = False
+
+    def __iter__(self) -> Iterator[Any]:
+        status = "cancelled"
+        try:
+            for event in self._inner:
+                if isinstance(event, Mapping):
+                    self._watch(event)
+                yield event
+            status = "ok" if self._usage is not None else "error"
+        except GeneratorExit:
+            raise
+        except Exception as exc:
+            self._end("error", type(exc).__name__)
+            raise
+        finally:
+            self._end(status)
+
+    def _watch(self, event: Mapping[str, Any]) -> None:
+        meta = event.get("metadata")
+        if isinstance(meta, Mapping) and isinstance(meta.get("usage"), Mapping):
+            self._usage = converse_usage(meta["usage"])  # ConverseStream
+            return
+        chunk = event.get("chunk")  # InvokeModelWithResponseStream: the last chunk's metrics
+        raw = chunk.get("bytes") if isinstance(chunk, Mapping) else None
+        if isinstance(raw, bytes) and b"amazon-bedrock-invocationMetrics" in raw:
+            try:
+                metrics = json.loads(raw).get("amazon-bedrock-invocationMetrics")
+            except (ValueError, AttributeError):
+                return
+            if isinstance(metrics, Mapping):
+                self._usage = invocation_usage(metrics)
+
+    def _end(self, status: str, error: str | None = None) -> None:
+        if self._done:
+            return
+        self._done = True
+        self._metering._finish(
+            self._call,
+            self._t0,
+            self._ts,
+            status,
+            200,
+            self._usage,
+            error=error or ("truncated_stream" if status == "error" else None),
+        )
+
+    def close(self) -> None:
+        """Close the underlying stream (the row is written as cancelled if not finished)."""
+        try:
+            self._inner.close()
+        finally:
+            self._end("cancelled")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
