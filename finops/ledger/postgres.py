@@ -11,7 +11,7 @@ Schema: ``calls`` has one column per :class:`~finops.ledger.row.LedgerRow` field
 (``tags`` is an ``hstore``, so ``tags['team']`` reads as in DuckDB;
 ``server_tool_requests`` is ``jsonb``); a new field becomes ``ALTER TABLE ... ADD COLUMN
 IF NOT EXISTS`` on the next start. The analyst views (``spend_by_day``, ``spend_by_tag``,
-``spend_by_model``, ``estimate_accuracy``) have the same names and columns as in DuckDB.
+``spend_by_model``, ``savings_by_cause``, ``estimate_accuracy``) have the same names and columns as in DuckDB.
 Needs the ``hstore`` extension (in PostgreSQL's contrib, created here if the user may).
 """
 
@@ -76,6 +76,15 @@ VIEWS = {
                coalesce(sum(cost_total), 0) AS cost,
                percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS median_latency_ms
         FROM calls WHERE {_SPEND} GROUP BY 1, 2""",
+    "savings_by_cause": """
+        SELECT (ts_start AT TIME ZONE 'UTC')::date AS day,
+               'cache' AS cause, cache_status AS detail,
+               coalesce(served_model, requested_model) AS model,
+               count(DISTINCT call_id) AS calls,
+               coalesce(sum(cost_total), 0) AS cost,
+               coalesce(sum(counterfactual_cost), 0) AS counterfactual_cost,
+               coalesce(sum(counterfactual_cost - coalesce(cost_total, 0)), 0) AS saved
+        FROM calls WHERE status = 'cache_hit' GROUP BY 1, 2, 3, 4""",
     "estimate_accuracy": f"""
         WITH e AS (
             SELECT regexp_replace(coalesce(served_model, requested_model),

@@ -131,7 +131,7 @@ def test_an_old_single_file_ledger_migrates_forward(tmp_path: Path, make_row):
     spool.write_bytes(b"".join(encode(make_row(i)) for i in range(20)))
     con = duckdb.connect(str(path))  # what finops 0.1 wrote: a table `calls` in the file
     migrate(con)  # the migrations of the time (and any added since) on a table
-    con.execute(f"INSERT INTO calls {select_sql([spool])}")
+    con.execute(f"INSERT INTO calls BY NAME {select_sql([spool])}")
     con.close()
     with Ledger(path) as ledger:
         ledger.append(make_row(100))

@@ -44,7 +44,13 @@ def test_round_trip_and_views(postgres_url: str, tmp_path: Path, make_row):
         assert got == dataclasses.asdict(full)
         [(n,)] = ledger.query("SELECT count(*) FROM calls WHERE tags[?] = ?", ["a", "✓"])
         assert n == 1
-        for view in ("spend_by_day", "spend_by_tag", "spend_by_model", "estimate_accuracy"):
+        for view in (
+            "spend_by_day",
+            "spend_by_tag",
+            "spend_by_model",
+            "savings_by_cause",
+            "estimate_accuracy",
+        ):
             ledger.query(f"SELECT * FROM {view}")
 
 
