@@ -1,22 +1,28 @@
-"""Ledger benchmark: ``append`` latency on the caller's thread, and the writer's ingest rate.
+"""Ledger benchmark: ``append`` latency on the caller's thread, the writer's ingest rate, and
+reader freshness under 3 writer processes, each beside the single-file ledger of v0.1
+(``bench/ledger_v01.py``, kept as the baseline) measured in the same run.
 
-Run: ``python bench/ledger.py [--append N] [--ingest N]``. The lead's ``bench/overhead.py``
+Run: ``python bench/ledger.py [--append N] [--ingest N] [--seconds S]``. The lead's ``bench/overhead.py``
 may import :func:`measure_append` and :func:`measure_ingest` (``bench/`` on ``sys.path``).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from finops.ledger import Ledger
 from finops.ledger.row import LedgerRow
@@ -69,12 +75,20 @@ def realistic_rows(n: int) -> list[LedgerRow]:
     return rows
 
 
-def measure_append(n: int = 20_000) -> tuple[float, float]:
+def _ledger_class(layout: str) -> Any:
+    if layout == "v01":
+        from ledger_v01 import Ledger as OldLedger
+
+        return OldLedger
+    return Ledger
+
+
+def measure_append(n: int = 20_000, *, layout: str = "live") -> tuple[float, float]:
     """(median, p99) of ``Ledger.append`` in µs, with the writer running as in production."""
     tmp = Path(tempfile.mkdtemp(prefix="finops-bench-ledger-"))
     try:
         rows = realistic_rows(n)
-        ledger = Ledger(tmp / "append.duckdb")
+        ledger = _ledger_class(layout)(tmp / "append.duckdb")
         samples = []
         clock = time.perf_counter
         for row in rows:
@@ -89,12 +103,14 @@ def measure_append(n: int = 20_000) -> tuple[float, float]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def measure_ingest(n_rows: int = 200_000, *, duckdb_threads: int = 1) -> float:
-    """Rows/s from spool to DuckDB: spool ``n_rows`` (writer idle), then time ``flush``."""
+def measure_ingest(
+    n_rows: int = 200_000, *, duckdb_threads: int = 1, layout: str = "live"
+) -> float:
+    """Rows/s from spool to readers: spool ``n_rows`` (writer idle), then time ``flush``."""
     tmp = Path(tempfile.mkdtemp(prefix="finops-bench-ledger-"))
     try:
         rows = realistic_rows(n_rows)
-        ledger = Ledger(
+        ledger = _ledger_class(layout)(
             tmp / "ingest.duckdb",
             flush_interval_s=3600,
             max_batch=n_rows + 1,
@@ -113,22 +129,89 @@ def measure_ingest(n_rows: int = 200_000, *, duckdb_threads: int = 1) -> float:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def measure_open_close(n: int = 10) -> float:
-    """Median ms to open (and migrate-check) then close the ledger file: the connection policy's
-    cost per batch if the writer re-opened the file for every batch."""
+# argv: layout, ledger path, rows per second, seconds, bench dir. Appends rows whose ts_end
+# is the moment of the append.
+_WRITER = """
+import sys, time
+from datetime import UTC, datetime
+sys.path.insert(0, sys.argv[5])
+import ledger as bench
+layout, path, rate, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+cls = bench._ledger_class(layout)
+led = cls(path)
+rows = bench.realistic_rows(int(rate * seconds) + 1)
+tag = f"{time.monotonic_ns()}"
+t0 = time.monotonic()
+for i, row in enumerate(rows):
+    due = t0 + i / rate
+    while time.monotonic() < due:
+        time.sleep(0.001)
+    row.row_id = f"{tag}-{i}"
+    row.ts_end = datetime.now(UTC)
+    led.append(row)
+led.close()
+"""
+
+
+def measure_freshness(
+    *, layout: str = "live", writers: int = 3, rate: float = 200.0, seconds: float = 6.0
+) -> tuple[float | None, float | None, int, int]:
+    """Reader freshness under ``writers`` writer processes: (p50 s, p99 s, failed reads, reads).
+
+    A reader opens the catalog read-only every 0.2 s, as an analyst's script would, and
+    notes when each row first appears; freshness = that moment - the row's append time.
+    """
+    import duckdb
+
     tmp = Path(tempfile.mkdtemp(prefix="finops-bench-ledger-"))
+    path = tmp / "fresh.duckdb"
     try:
-        path = tmp / "oc.duckdb"
-        ledger = Ledger(path)
-        ledger.append(realistic_rows(1)[0])
-        assert ledger.flush(timeout_s=60)
-        ledger.close()
-        samples = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            Ledger(path, flush_interval_s=3600).close()
-            samples.append(time.perf_counter() - t0)
-        return statistics.median(samples) * 1e3
+        _ledger_class(layout)(path).close()
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        bench_dir = str(Path(__file__).resolve().parent)
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    _WRITER,
+                    layout,
+                    str(path),
+                    str(rate),
+                    str(seconds),
+                    bench_dir,
+                ],
+                env=env,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(writers)
+        ]
+        seen: dict[str, float] = {}
+        lags: list[float] = []
+        failed = reads = 0
+        end = time.time() + seconds + 15
+        total = writers * (int(rate * seconds) + 1)
+        while time.time() < end and len(seen) < total:
+            t = time.time()
+            reads += 1
+            try:
+                con = duckdb.connect(str(path), read_only=True)
+                got = con.execute("SELECT row_id, epoch(ts_end) FROM calls").fetchall()
+                con.close()
+            except duckdb.Error:
+                failed += 1
+                got = []
+            for row_id, ts in got:
+                if row_id not in seen:
+                    seen[row_id] = t
+                    lags.append(max(0.0, t - float(ts)))
+            time.sleep(max(0.0, 0.2 - (time.time() - t)))
+        for proc in procs:
+            proc.wait(timeout=120)
+        if not lags:
+            return None, None, failed, reads
+        lags.sort()
+        return lags[len(lags) // 2], lags[int(len(lags) * 0.99)], failed, reads
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -137,18 +220,34 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--append", type=int, default=20_000, help="rows for append latency")
     parser.add_argument("--ingest", type=int, default=200_000, help="rows for ingest rate")
+    parser.add_argument("--seconds", type=float, default=6.0, help="freshness run length")
     args = parser.parse_args()
 
     # The middle of three runs: other work on a shared 2-core machine skews a single run.
     median, p99 = sorted(measure_append(args.append) for _ in range(3))[1]
+    old_median, old_p99 = sorted(measure_append(args.append, layout="v01") for _ in range(3))[1]
     ingest = max(measure_ingest(args.ingest) for _ in range(2))
-    ingest_2t = measure_ingest(args.ingest, duckdb_threads=2)
-    open_close = measure_open_close()
-    print(f"ledger_append_p99: {p99:.1f} us")
-    print(f"ledger_ingest_2_threads: {ingest_2t:.0f} rows/s")
-    print(f"ledger_open_close: {open_close:.1f} ms")
-    print(f"ledger_append_median: {median:.1f} us (target: 20 us)")
-    print(f"ledger_ingest: {ingest:.0f} rows/s (target: 200000 rows/s)")
+    old_ingest = max(measure_ingest(args.ingest, layout="v01") for _ in range(2))
+    f50, f99, failed, reads = measure_freshness(seconds=args.seconds)
+    o50, o99, ofailed, oreads = measure_freshness(layout="v01", seconds=args.seconds)
+
+    def sec(v: float | None) -> str:
+        return "none seen" if v is None else f"{v:.2f} s"
+
+    print(f"ledger_append_p99: {p99:.1f} us (single-file v0.1: {old_p99:.1f} us)")
+    print(f"ledger_reads_failed_3_writers: {failed}/{reads} (single-file v0.1: {ofailed}/{oreads})")
+    print(
+        f"ledger_append_median: {median:.1f} us (single-file v0.1: {old_median:.1f} us) (target: 20 us)"
+    )
+    print(
+        f"ledger_ingest: {ingest:.0f} rows/s per process (single-file v0.1: {old_ingest:.0f} rows/s for all processes) (target: 200000 rows/s)"
+    )
+    print(
+        f"ledger_freshness_p50_3_writers: {sec(f50)} (single-file v0.1: {sec(o50)}) (target: 2 s)"
+    )
+    print(
+        f"ledger_freshness_p99_3_writers: {sec(f99)} (single-file v0.1: {sec(o99)}) (target: 2 s)"
+    )
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ def spend_report(
     ledger: str | Path, *, by: str = "model"
 ) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Spend grouped by ``model``, ``day``, ``provider`` or a tag name. Returns (header, rows)."""
-    import duckdb
+    from finops.ledger import connect
 
     if by == "model":
         key = "coalesce(served_model, requested_model, '?')"
@@ -36,7 +36,9 @@ def spend_report(
         " coalesce(sum(cost_total), 0) AS cost_usd"
         " FROM calls GROUP BY 1 ORDER BY cost_usd DESC, 1"
     )
-    with duckdb.connect(str(ledger), read_only=True) as con:
+    # In-memory views over the ledger's parts: works while writers run and while an
+    # analyst holds the catalog file open.
+    with connect(ledger) as con:
         cursor = con.execute(sql.replace(f"AS {by!r}", f'AS "{by}"'))
         header = [d[0] for d in cursor.description]
         return header, cursor.fetchall()

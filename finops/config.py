@@ -239,7 +239,7 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
         settings["cache"] = _cache(data["cache"], file)
 
     # Path problems named with the file they come from (FinOps(...) checks them again).
-    if isinstance(settings.get("ledger"), str):
+    if isinstance(settings.get("ledger"), str) and not _is_url(settings["ledger"]):
         _check_file_path(Path(settings["ledger"]), "ledger", where=where)
     if isinstance(settings.get("spool_dir"), str):
         _check_dir_path(Path(settings["spool_dir"]), "spool_dir", where=where)
@@ -283,7 +283,8 @@ def _table(
         if spec.path and isinstance(value, str):
             if not value.strip():
                 raise ConfigError(f"{where}{label}.{key} is empty: expected {spec.expected}")
-            value = str((file.parent / value).resolve())
+            if not value.startswith(("postgresql://", "postgres://")):  # multi-host ledger URL
+                value = str((file.parent / value).resolve())
         out[key] = value
     return out
 
@@ -329,6 +330,10 @@ def _cache(table: dict[str, Any], file: Path) -> Any:
 # -- keyword arguments ---------------------------------------------------------------------
 
 
+def _is_url(ledger: object) -> bool:
+    return isinstance(ledger, str) and ledger.startswith(("postgresql://", "postgres://"))
+
+
 def check_settings(
     *,
     ledger: Any,
@@ -354,7 +359,8 @@ def check_settings(
             raise ConfigError(
                 f"ledger={ledger!r}: expected a path to the DuckDB ledger file or a finops.Ledger"
             )
-        _check_file_path(Path(ledger), "ledger")
+        if not _is_url(ledger):  # a postgresql:// ledger (multi-host) has no local file
+            _check_file_path(Path(ledger), "ledger")
         if spool_dir is not None:
             if not isinstance(spool_dir, str | Path) or not str(spool_dir).strip():
                 raise ConfigError(f"spool_dir={spool_dir!r}: expected a directory path")

@@ -6,6 +6,7 @@ finops serve-fake               run the local OpenAI/Anthropic-compatible server
 finops tokens / estimate        count tokens, worst-case cost of a request
 finops budgets                  budget status
 finops cache stats|clear|calibrate   the response cache
+finops ledger status|compact    where ledger rows are; fold small parts
 
 The app and its top-level commands are in :mod:`finops.cli.app`; each command group is a
 module of its own (``finops/cli/tokens.py``, ``budgets.py``, ...), listed in

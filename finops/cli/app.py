@@ -110,6 +110,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "finops.cli.tokens",
     "finops.cli.budgets",
     "finops.cli.cache",
+    "finops.cli.ledger",
     "finops.cli.routing",
 )
 

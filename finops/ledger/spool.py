@@ -107,7 +107,8 @@ class Segment:
 
     def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = path
-        flags = os.O_WRONLY | os.O_APPEND | (os.O_CREAT | os.O_EXCL if create else 0)
+        # O_RDWR: a segment whose file was deleted under us can still be read back (re-spooled).
+        flags = os.O_RDWR | os.O_APPEND | (os.O_CREAT | os.O_EXCL if create else 0)
         self.fd = os.open(path, flags, 0o600)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

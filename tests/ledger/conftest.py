@@ -77,3 +77,73 @@ def spawn_fixture():  # type: ignore[no-untyped-def]
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def _pg_bin() -> Path | None:
+    import glob
+    import shutil
+
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).resolve().parent
+    for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True):
+        return Path(candidate).parent
+    return None
+
+
+@pytest.fixture(name="postgres_url", scope="session")
+def postgres_url_fixture(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A real PostgreSQL server on 127.0.0.1 started for this test session; yields its URL."""
+    import os
+    import shutil
+    import socket
+
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install psycopg)")
+    bindir = _pg_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) not found: apt-get install postgresql")
+    import tempfile
+
+    # Not under pytest's tmp dir: as root, the server runs as the postgres user, who must
+    # be able to reach its data directory.
+    root = Path(tempfile.mkdtemp(prefix="finops-pg-"))
+    data = root / "data"
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root without runuser: cannot start PostgreSQL")
+        prefix = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(root, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    subprocess.run(
+        [*prefix, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust"],
+        check=True,
+        capture_output=True,
+    )
+    log = root / "pg.log"
+    subprocess.run(
+        [
+            *prefix,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(log),
+            "-w",
+            "-o",
+            f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(root, ignore_errors=True)

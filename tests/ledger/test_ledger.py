@@ -105,8 +105,11 @@ def test_append_never_raises_and_counts_what_it_drops(tmp_path: Path, make_row):
     assert ledger.query("SELECT row_id, latency_ms FROM calls") == [("row-2", None)]
     ledger.close()
     ledger.close()  # idempotent
-    ledger.append(make_row(3))  # after close: dropped, not raised
-    assert ledger.dropped == 3
+    ledger.append(make_row(3))  # after close: spooled for the next ledger, not raised
+    assert ledger.dropped == 2
+    with Ledger(tmp_path / "b.duckdb") as again:
+        assert again.flush(timeout_s=30)
+        assert sorted(r[0] for r in again.query("SELECT row_id FROM calls")) == ["row-2", "row-3"]
 
 
 def test_migrations_fresh_reopen_and_newer_schema(tmp_path: Path):
@@ -216,22 +219,23 @@ def test_flush_waits_only_for_rows_before_the_call_and_closes_idle_file(tmp_path
     ledger.close()
 
 
-def test_connect_read_only_then_writer_resumes(tmp_path: Path, make_row):
-    with Ledger(tmp_path / "c.duckdb", flush_interval_s=0.05) as ledger:
+def test_an_open_connection_never_stops_the_writer(tmp_path: Path, make_row):
+    path = tmp_path / "c.duckdb"
+    with Ledger(path, flush_interval_s=0.05) as ledger:
         ledger.append(make_row(1))
-        con = ledger.connect(read_only=True)
+        con = ledger.connect()
+        catalog = duckdb.connect(str(path), read_only=True)  # what an analyst opens
         assert con.execute("SELECT count(*) FROM calls").fetchone() == (1,)
+        assert catalog.execute("SELECT count(*) FROM calls").fetchone() == (1,)
         with pytest.raises(duckdb.Error):
-            con.execute("DELETE FROM calls")
-        ledger.append(make_row(2))
-        assert ledger.flush(timeout_s=0.5) is False  # our own reader holds the file
+            con.execute("DELETE FROM calls")  # a view over immutable parts
+        for i in range(2, 5):
+            ledger.append(make_row(i))
+            assert ledger.flush(timeout_s=5)  # both connections stay open
+            assert con.execute("SELECT count(*) FROM calls").fetchone() == (i,)
+            assert catalog.execute("SELECT count(*) FROM calls").fetchone() == (i,)
         con.close()
-        assert ledger.flush(timeout_s=30)
-        rw = ledger.connect(read_only=False)
-        ledger.append(make_row(3))
-        assert ledger.flush(timeout_s=30)  # the writer shares the instance with `rw`
-        assert rw.execute("SELECT count(*) FROM calls").fetchone() == (3,)
-        rw.close()
+        catalog.close()
 
 
 def day(i: int) -> datetime:

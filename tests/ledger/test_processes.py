@@ -72,32 +72,32 @@ con.close()
 """
 
 
-def test_file_held_by_another_process(tmp_path: Path, spawn, make_row):
+def test_catalog_held_read_write_by_an_analyst_does_not_stop_writers(
+    tmp_path: Path, spawn, make_row
+):
     path = tmp_path / "locked.duckdb"
-    Ledger(path).close()  # create the file and its schema
+    Ledger(path).close()  # create the catalog and its schema
+    # `duckdb finops.duckdb` in the CLI opens the catalog read-write and holds it.
     holder = spawn(HOLDER, str(path), stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
 
-    ledger = Ledger(path, flush_interval_s=0.05)  # opens fine: the file is busy, not broken
+    ledger = Ledger(path, flush_interval_s=0.05)
     timings = []
     for i in range(2000):
         t0 = time.perf_counter()
         ledger.append(make_row(i))
         timings.append(time.perf_counter() - t0)
-    assert ledger.flush(timeout_s=1) is False  # held elsewhere: rows wait in the spool
-    assert ledger.pending_rows == 2000
-    assert "held" in (ledger.last_error or "")
+    assert ledger.flush(timeout_s=10) is True  # nothing waits for the holder
+    assert ledger.last_error is None
     timings.sort()
     assert timings[len(timings) // 2] < 0.001  # append stayed on the fast path
-
+    [(n, distinct)] = ledger.query("SELECT count(*), count(DISTINCT row_id) FROM calls")
+    assert n == distinct == 2000
     assert holder.stdin is not None
     holder.stdin.write("\n")
     holder.stdin.flush()
     holder.wait(timeout=10)
-    assert ledger.flush(timeout_s=30) is True
-    [(n, distinct)] = ledger.query("SELECT count(*), count(DISTINCT row_id) FROM calls")
     ledger.close()
-    assert n == distinct == 2000
 
 
 def test_two_processes_write_one_ledger(tmp_path: Path, spawn):

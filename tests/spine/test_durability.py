@@ -71,7 +71,7 @@ HOLDER = textwrap.dedent(
 )
 
 
-def test_locked_ledger_keeps_rows_in_the_spool_until_free(devserver, tmp_path: Path):
+def test_a_catalog_held_read_write_elsewhere_does_not_hold_rows_back(devserver, tmp_path: Path):
     ledger = tmp_path / "locked.duckdb"
     with finops.FinOps(ledger=ledger) as fo:  # create the file and its schema first
         assert fo.flush(timeout_s=30)
@@ -90,13 +90,12 @@ def test_locked_ledger_keeps_rows_in_the_spool_until_free(devserver, tmp_path: P
                 model="gpt-4o-mini", messages=[{"role": "user", "content": f"locked {i}"}]
             )
             assert reply.choices[0].message.content  # the user's calls are unaffected
-        assert fo.flush(timeout_s=1) is False  # the file is held: rows wait in the spool
+        assert fo.flush(timeout_s=5) is True  # writers never need the catalog file
     finally:
         assert holder.stdin is not None
         holder.stdin.write("\n")
         holder.stdin.flush()
         holder.wait(timeout=10)
-    assert fo.flush(timeout_s=30) is True
     count = fo.ledger.query("SELECT count(*) FROM calls WHERE status = 'ok'")[0][0]
     fo.close()
     assert count == 20

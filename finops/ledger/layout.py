@@ -1,0 +1,172 @@
+"""The on-disk layout of a local ledger: a catalog file of views over immutable Parquet parts.
+
+::
+
+    finops.duckdb            the *catalog*: a DuckDB file holding only views (``calls``,
+                             ``spend_by_day``, ...) and the migration record. Writers open it
+                             only to create or migrate it, so analysts can keep it open.
+    finops.duckdb.parts/     immutable Parquet *parts*; every process writes its own:
+        s-<spool segment>.parquet   one ingested spool segment (a writer cycle, ~0.5 s)
+        c-<epoch ms>-<id>.parquet   a compacted part; its Parquet key-value metadata
+                                    ``finops_sources`` names the parts it replaces
+        c-schema-<hash>.parquet     zero rows, every column: keeps the views bindable
+    finops.duckdb.spool/     the crash-safe spool segments (see finops.ledger.spool)
+
+The ``calls`` view reads every part and leaves out the parts that a compacted part names as
+its sources. A compacted part takes effect ``ACTIVATION_MS`` after its publication (the time
+is in its name), for the rows and the replaced parts alike, so every query sees each row
+exactly once although DuckDB lists the directory once for the rows and once for the
+metadata. Parts
+that were compacted away are deleted only after a grace period, so that a query that listed
+them a moment earlier can still read them.
+
+Every part is written to ``<name>.tmp``, fsync-ed and renamed into place: a reader never
+sees a partial file, and a part either exists whole or not at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "SCHEMA_PREFIX",
+    "SEGMENT_PREFIX",
+    "SOURCES_KEY",
+    "compacted_sources",
+    "parts_dir_for",
+    "publish_part",
+    "sql_str",
+    "view_sql",
+]
+
+SEGMENT_PREFIX = "s-"
+COMPACTED_PREFIX = "c-"
+SCHEMA_PREFIX = "c-schema-"  # a c- name: the kv-metadata glob of compacted parts is never empty
+SOURCES_KEY = "finops_sources"
+PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd"
+
+
+def parts_dir_for(path: Path) -> Path:
+    """The parts directory of the ledger catalog ``path``."""
+    return Path(str(path) + ".parts")
+
+
+def sql_str(text: str) -> str:
+    """``text`` as a SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _glob(parts: Path, prefix: str = "") -> str:
+    return sql_str(str(parts.resolve() / f"{prefix}*.parquet"))
+
+
+#: A compacted part takes effect this long after it is published: until then the view
+#: ignores it (its rows are still visible through the parts it replaces). Deciding by the
+#: part's name and the query's start time makes both halves of the view (rows, and which
+#: parts are replaced) agree, although DuckDB lists the directory twice per query.
+ACTIVATION_MS = 5000
+
+
+def compacted_name(now_ms: int) -> str:
+    """Name of a compacted part published at ``now_ms`` (epoch milliseconds)."""
+    return f"{COMPACTED_PREFIX}{now_ms:013d}-{os.urandom(4).hex()}.parquet"
+
+
+def _active(name_sql: str) -> str:
+    """SQL: the part named by ``name_sql`` is in effect for this query."""
+    return (
+        f"coalesce(TRY_CAST(regexp_extract({name_sql}, '^c-([0-9]{{13}})-', 1) AS BIGINT), 0)"
+        f" <= epoch_ms(current_timestamp) - {ACTIVATION_MS}"
+    )
+
+
+def view_sql(parts: Path, columns: list[tuple[str, str]]) -> str:
+    """The SELECT behind the ``calls`` view: every live part, in ``columns`` order and types."""
+    glob = _glob(parts)
+    cols = ", ".join(f'CAST("{name}" AS {kind}) AS "{name}"' for name, kind in columns)
+    return (
+        f"SELECT {cols} FROM read_parquet({glob}, union_by_name = true, filename = true) "
+        f"WHERE {_active('parse_filename(filename)')} AND parse_filename(filename) NOT IN ("
+        "SELECT unnest(string_split(decode(value), ',')) "
+        f"FROM parquet_kv_metadata({_glob(parts, COMPACTED_PREFIX)}) "
+        f"WHERE decode(key) = '{SOURCES_KEY}' AND {_active('parse_filename(file_name)')})"
+    )
+
+
+def compacted_sources(con: Any, parts: Path) -> dict[str, tuple[str, ...]]:
+    """``{compacted part name: names of the parts it replaces}`` as the directory is now."""
+    rows = con.execute(
+        "SELECT parse_filename(file_name), decode(value) "
+        f"FROM parquet_kv_metadata({_glob(parts, COMPACTED_PREFIX)}) "
+        f"WHERE decode(key) = '{SOURCES_KEY}'"
+    ).fetchall()
+    return {name: tuple(s for s in value.split(",") if s) for name, value in rows}
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def publish_part(
+    con: Any,
+    select: str,
+    dest: Path,
+    *,
+    sources: list[str] | None = None,
+    sync: bool = True,
+    name_now: Callable[[], str] | None = None,
+) -> Path:
+    """Write the result of ``select`` as the Parquet part ``dest``, atomically.
+
+    ``sources``: names of the parts this one replaces (a compaction), stored in the part's
+    key-value metadata. ``name_now``: the final name, chosen right before the rename (a
+    compacted part's name carries its publication time). Returns the published path.
+    """
+    tmp = dest.with_name(dest.name + ".tmp")
+    options = PARQUET_OPTIONS
+    if sources:
+        options += f", KV_METADATA {{{SOURCES_KEY}: {sql_str(','.join(sources))}}}"
+    try:
+        con.execute(f"COPY ({select}) TO {sql_str(str(tmp))} ({options})")
+        if sync:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        if name_now is not None:
+            dest = dest.with_name(name_now())
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    if sync:
+        _fsync_dir(dest.parent)
+    return dest
+
+
+def schema_seed_name(columns: list[tuple[str, str]]) -> str:
+    """File name of the zero-row part that carries exactly ``columns``."""
+    digest = hashlib.sha256(repr(columns).encode()).hexdigest()[:16]
+    return f"{SCHEMA_PREFIX}{digest}.parquet"
+
+
+def ensure_schema_seed(con: Any, parts: Path, columns: list[tuple[str, str]]) -> None:
+    """Make sure a zero-row part with every column exists (the views bind on an empty ledger
+    and right after a migration adds a column)."""
+    dest = parts / schema_seed_name(columns)
+    if dest.exists():
+        return
+    cols = ", ".join(f'CAST(NULL AS {kind}) AS "{name}"' for name, kind in columns)
+    publish_part(con, f"SELECT {cols} WHERE false", dest)

@@ -1,0 +1,129 @@
+"""Where a writer puts ingested spool segments: a local parts directory, or PostgreSQL.
+
+A store turns closed spool segments into rows readers can see, idempotently: ingesting a
+segment twice (a replay after a crash between ingest and delete) never adds a row twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from finops.ledger.catalog import CatalogStatus, ensure_catalog, memory_catalog
+from finops.ledger.compact import CompactResult, compact
+from finops.ledger.layout import SEGMENT_PREFIX, parts_dir_for, publish_part
+from finops.ledger.spool import select_sql
+
+__all__ = ["DirectoryStore", "Store"]
+
+log = logging.getLogger("finops.ledger")
+
+
+class Store(Protocol):
+    """What the writer needs from a ledger backend."""
+
+    def ingest(self, segments: list[Path], *, replay: bool) -> None:
+        """Make the rows of these closed spool segments visible (all or raise)."""
+
+    def query(self, sql: str, params: list[Any] | None) -> list[tuple[Any, ...]]:
+        """Run SQL against the ledger's views."""
+
+    def maintain(self) -> None:
+        """Periodic upkeep on the writer thread (compaction, catalog checks)."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+class DirectoryStore:
+    """The local layout (see :mod:`finops.ledger.layout`): one Parquet part per segment."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        threads: int = 1,
+        compact_interval_s: float = 10.0,
+        compact_min_parts: int = 16,
+        compact_min_age_s: float = 2.0,
+        grace_s: float = 300.0,
+        sync: bool = True,
+    ) -> None:
+        self.path = path
+        self.parts = parts_dir_for(path)
+        self.compact_interval_s = compact_interval_s
+        self.compact_min_parts = compact_min_parts
+        self.compact_min_age_s = compact_min_age_s
+        self.grace_s = grace_s
+        self.sync = sync
+        self.catalog: CatalogStatus = ensure_catalog(path, self.parts)
+        self._next_catalog_check = time.monotonic() + 5.0
+        self._next_compact = time.monotonic() + compact_interval_s
+        self._wcon = memory_catalog(self.parts, threads=threads)
+        self._rcon: Any = None
+        self._threads = threads
+        self._rlock = threading.Lock()
+        self.last_compaction: CompactResult | None = None
+
+    def ingest(self, segments: list[Path], *, replay: bool) -> None:
+        """Publish segments as a Parquet part.
+
+        Normal ingest: one part per segment, ``s-<segment name>.parquet``. A replay (what a
+        dead process left) is idempotent by ``row_id``: rows already in the ledger and
+        repeated rows are left out, all segments go into one part.
+        """
+        if not replay:
+            for seg in segments:
+                dest = self.parts / f"{SEGMENT_PREFIX}{seg.stem}.parquet"
+                publish_part(self._wcon, select_sql([seg]), dest, sync=self.sync)
+            return
+        select = (
+            f"SELECT * FROM ({select_sql(segments)}) AS s "
+            "WHERE s.row_id NOT IN (SELECT row_id FROM calls WHERE row_id IS NOT NULL) "
+            "QUALIFY row_number() OVER (PARTITION BY s.row_id) = 1"
+        )
+        dest = (
+            self.parts / f"{SEGMENT_PREFIX}replay-{segments[0].stem}-{os.urandom(3).hex()}.parquet"
+        )
+        [(n,)] = self._wcon.execute(f"SELECT count(*) FROM ({select})").fetchall()
+        if n:
+            publish_part(self._wcon, select, dest, sync=self.sync)
+
+    def query(self, sql: str, params: list[Any] | None) -> list[tuple[Any, ...]]:
+        """Run SQL in this process's in-memory reader (views over the parts, no file lock)."""
+        with self._rlock:
+            if self._rcon is None:
+                self._rcon = memory_catalog(self.parts, threads=self._threads)
+            return list(self._rcon.execute(sql, params).fetchall())
+
+    def cursor(self) -> Any:
+        """A new in-memory connection with the ledger's views (for analysis in-process)."""
+        return memory_catalog(self.parts)
+
+    def compact(self, **kw: Any) -> CompactResult:
+        """Run one compaction now (see :func:`finops.ledger.compact.compact`)."""
+        kw.setdefault("grace_s", self.grace_s)
+        self.last_compaction = compact(self._wcon, self.parts, **kw)
+        return self.last_compaction
+
+    def maintain(self) -> None:
+        now = time.monotonic()
+        if not self.catalog.ready and now >= self._next_catalog_check:
+            self._next_catalog_check = now + 5.0
+            self.catalog = ensure_catalog(self.path, self.parts, timeout_s=0.5)
+        if now >= self._next_compact:
+            self._next_compact = now + self.compact_interval_s
+            self.compact(
+                min_parts=self.compact_min_parts, min_age_s=self.compact_min_age_s, tiered=True
+            )
+
+    def close(self) -> None:
+        self._wcon.close()
+        with self._rlock:
+            if self._rcon is not None:
+                self._rcon.close()
+                self._rcon = None
