@@ -104,7 +104,7 @@ SECTIONS: dict[str, str] = {
     "ledger": "table",
     "budgets": "array",
     "cache": "table",  # [cache]: finops.Cache (finops/cache/config.py)
-    "routing": "reserved",  # [routing]  — the model-routing feature adds its schema here
+    "routing": "table",  # [routing]: finops.Routing (finops/routing/config.py)
     "providers": "reserved",  # [providers] — per-provider settings add their schema here
 }
 
@@ -237,6 +237,8 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
         settings["budgets"] = _budgets(data["budgets"], file)
     if "cache" in data:
         settings["cache"] = _cache(data["cache"], file)
+    if "routing" in data:
+        settings["routing"] = _routing(data["routing"], file)
 
     # Path problems named with the file they come from (FinOps(...) checks them again).
     if isinstance(settings.get("ledger"), str) and not _is_url(settings["ledger"]):
@@ -325,6 +327,22 @@ def _cache(table: dict[str, Any], file: Path) -> Any:
         return Cache.from_mapping(table, base_dir=file.parent)
     except ConfigError as exc:
         raise ConfigError(f"{where}[cache]: {exc}") from None
+
+
+def _routing(table: dict[str, Any], file: Path) -> Any:
+    from finops.routing.config import Routing, load_routing
+
+    where = f"{file}: "
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}[routing] must be a table, got {type(table).__name__}")
+    for key in table:
+        if key not in Routing.model_fields:
+            allowed = [f"[routing].{k}" for k in Routing.model_fields]
+            raise _unknown(where, f"[routing].{key}", allowed, "setting")
+    try:
+        return load_routing(table, base_dir=str(file.parent))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}{exc}") from None
 
 
 # -- keyword arguments ---------------------------------------------------------------------

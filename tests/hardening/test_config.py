@@ -62,7 +62,13 @@ MISTAKES: list[tuple[str, list[str]]] = [
     ('[finops]\nledger = "afile/sub/x.duckdb"\n', ["ledger", "cannot be created"]),
     ('[finops]\nledger = "adir"\n', ["ledger", "is a directory"]),
     ('[finops]\nspool_dir = "afile"\n', ["spool_dir", "not a directory"]),
-    ("[routing]\nenabled = true\n", ["[routing]", "not supported"]),
+    ("[providers]\nenabled = true\n", ["[providers]", "not supported"]),
+    ("[routing]\nenabled = true\n", ["[routing].enabled", "unknown setting"]),
+    ('[routing]\nmode = "on"\n', ["[routing]", "routes"]),
+    (
+        '[[routing.routes]]\nsource = "o3"\n[[routing.routes.targets]]\nmodle = "gpt-4.1"\n',
+        ["[routing]", "modle"],
+    ),
     ("[cache]\nenabled = true\n", ["[cache].enabled", "unknown setting"]),
     ('[cache]\nttl = "soon"\n', ["[cache]", "ttl", "not a duration"]),
     ('[finops\nledger = "x"\n', ["not valid TOML"]),
@@ -243,3 +249,16 @@ def test_price_override_typos_suggest_the_key(
 def test_budget_keyword_typo_suggests_the_field() -> None:
     with pytest.raises(ConfigError, match="did you mean `period`"):
         finops.Budget(limit="1", perod="day")  # type: ignore[call-arg]
+
+
+def test_routing_table_loads_from_toml(tmp_path: Path) -> None:
+    path = tmp_path / "finops.toml"
+    path.write_text(
+        '[finops]\nledger = "l.duckdb"\n\n[routing]\nmode = "shadow"\nkeep_quality = 0.9\n\n'
+        '[[routing.routes]]\nsource = "o3"\n[[routing.routes.targets]]\nmodel = "gpt-4.1-mini"\n'
+        '\n[[routing.scopes]]\ntag = "feature"\nvalue = "legal"\nmode = "off"\n',
+        encoding="utf-8",
+    )
+    with finops.FinOps.from_config(path) as fo:
+        assert "route" in fo.steps
+        assert fo.steps.index("route") < fo.steps.index("estimate")
