@@ -3,7 +3,9 @@
 Runs a realistic mixed workload (chat, streams, responses, embeddings, Anthropic messages and
 message streams, prompt-cache hits, a reasoning model, a retried 429) through wrapped
 ``openai`` and ``anthropic`` clients against :class:`finops.devserver.DevServer` on 127.0.0.1,
-writes every attempt to a DuckDB ledger and returns the spend summary. No API key, no network.
+with finops' exact-answer cache and the offline router turned on, writes every attempt to a
+DuckDB ledger and returns the spend summary and what the cache and routing saved. No API key,
+no network.
 """
 
 from __future__ import annotations
@@ -23,6 +25,17 @@ _LONG_CONTEXT = (
 )
 
 
+_FAQ = (
+    "What is the capital of France?",
+    "Which planet is known as the red planet?",
+    "Translate 'thank you' into Spanish.",
+    "A train leaves at 3:40 pm and travels 270 km at 90 km/h, then waits 25 minutes and "
+    "travels another 180 km at 120 km/h. At what time does it arrive? Show each step.",
+    "Prove that the square root of 2 is irrational, then generalize the argument to the "
+    "square root of any prime number.",
+    "Who wrote 'Pride and Prejudice'?",
+)
+
 # Small enough that the demo's research loop reaches it after a few calls.
 _RESEARCH_LIMIT = Decimal("0.10")
 
@@ -38,6 +51,8 @@ class DemoResult:
     by_team_model: list[tuple[str, str, int, int, Decimal]] = field(default_factory=list)
     statuses: dict[str, int] = field(default_factory=dict)
     budget_stop: str | None = None
+    #: (cause, detail, calls, saved USD) from the ``savings_by_cause`` view
+    savings: list[tuple[str, str, int, Decimal]] = field(default_factory=list)
 
 
 def run_demo(*, ledger: str | Path = "finops.duckdb", fresh: bool = True) -> DemoResult:
@@ -48,14 +63,32 @@ def run_demo(*, ledger: str | Path = "finops.duckdb", fresh: bool = True) -> Dem
     from finops.devserver import DevServer, Fault
 
     path = Path(ledger)
-    if fresh:
+    if fresh:  # the catalog file, its Parquet parts and spool (docs/ledger.md)
+        import shutil
+
         for old in (path, path.with_name(path.name + ".wal")):
             old.unlink(missing_ok=True)
+        for folder in (path.with_name(path.name + ".parts"), path.with_name(path.name + ".spool")):
+            shutil.rmtree(folder, ignore_errors=True)
     result = DemoResult(ledger=path)
     research_budget = finops.Budget(
         scope={"team": "research"}, limit=str(_RESEARCH_LIMIT), period="day", tz="Europe/Paris"
     )
-    with DevServer() as server, finops.FinOps(ledger=path, budgets=[research_budget]) as fo:
+    routing = finops.Routing(
+        routes=[
+            finops.Route(source="o3-mini", targets=[finops.RouteTarget(model="gpt-4.1-mini")]),
+        ],
+        keep_quality=0.95,
+    )
+    with (
+        DevServer() as server,
+        finops.FinOps(
+            ledger=path,
+            budgets=[research_budget],
+            cache=finops.Cache(store="memory"),  # exact repeats are answered without a call
+            routing=routing,
+        ) as fo,
+    ):
         oai = fo.wrap(openai.OpenAI(api_key="demo", base_url=server.openai_base_url, max_retries=2))
         claude = fo.wrap(anthropic.Anthropic(api_key="demo", base_url=server.anthropic_base_url))
         user: Any = [{"role": "user", "content": "Where is my order #1234?"}]
@@ -74,6 +107,17 @@ def run_demo(*, ledger: str | Path = "finops.duckdb", fresh: bool = True) -> Dem
                 del chunk
             result.calls += 1
 
+        # Easy and hard questions sent to a reasoning model: the router keeps the hard ones on
+        # o3-mini and sends the easy ones to gpt-4.1-mini (the ledger says which and why).
+        with finops.tags(team="search", feature="faq"):
+            for question in _FAQ:
+                oai.chat.completions.create(
+                    model="o3-mini",
+                    messages=[{"role": "user", "content": question}],
+                    max_completion_tokens=1000,
+                )
+                result.calls += 1
+
         with finops.tags(team="search", feature="summaries"):
             for _ in range(3):
                 oai.responses.create(model="gpt-4.1-mini", input="Summarize: finops meters calls.")
@@ -81,7 +125,10 @@ def run_demo(*, ledger: str | Path = "finops.duckdb", fresh: bool = True) -> Dem
             oai.embeddings.create(model="text-embedding-3-small", input=["books", "shipping"])
             result.calls += 1
             server.inject(Fault.status(429, retry_after=0.01), times=1)
-            oai.chat.completions.create(model="gpt-4o-mini", messages=user)  # 429, then retried
+            oai.chat.completions.create(  # 429, then retried (a new question: not cached)
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": "Has order #5678 shipped?"}],
+            )
             result.calls += 1
 
         with finops.tags(team="research", feature="analysis", agent="planner"):
@@ -146,6 +193,13 @@ def _summarize(fo: finops.FinOps, result: DemoResult) -> None:
     ]
     result.rows = sum(r[2] for r in result.by_team_model)
     result.total_cost = sum((r[4] for r in result.by_team_model), Decimal(0))
+    result.savings = [
+        (str(cause), str(detail or "-"), int(calls), Decimal(saved))
+        for cause, detail, calls, saved in fo.ledger.query(
+            "SELECT cause, detail, sum(calls), coalesce(sum(saved), 0) FROM savings_by_cause"
+            " GROUP BY ALL ORDER BY cause, detail"
+        )
+    ]
     result.statuses = {
         str(s): int(n)
         for s, n in fo.ledger.query(

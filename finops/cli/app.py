@@ -59,6 +59,8 @@ def demo(
     console.print(table)
     statuses = ", ".join(f"{k}: {v}" for k, v in result.statuses.items())
     console.print(f"{result.calls} calls → {result.rows} ledger rows ({statuses})")
+    for cause, detail, calls, saved in result.savings:
+        console.print(f"[green]Saved by {cause}[/green] ({detail}): {calls} calls, {_money(saved)}")
     if result.budget_stop:
         console.print(f"[yellow]Budget stop:[/yellow] {result.budget_stop}")
     console.print(
