@@ -12,6 +12,8 @@ How a client is wrapped, using public seams only:
    pre-call steps (:mod:`finops.pipeline`) *before* the SDK sends anything, then call the
    SDK's own method. ``with_raw_response`` / ``with_streaming_response`` are built by the SDK from these
    attributes, so they go through the wrappers too.
+   This happens when a resource is first used (``client.chat``, ``client.responses``...),
+   not at ``wrap()`` time, so an application pays only for the SDK modules it uses.
 3. ``with_options`` / ``copy`` on the wrapped client return wrapped clients as well.
 
 Return values, exceptions, stream iterators and context managers are the SDK's own.
@@ -115,7 +117,9 @@ def wrap_client(client: C, *, meter: Meter, pipeline: Pipeline, hosts: HostMap |
         )
         http_client = sdk.DefaultHttpxClient(transport=transport)
     wrapped = client.with_options(http_client=http_client)  # type: ignore[attr-defined]
-    _wrap_resources(_Wrapping(meter, pipeline, hook, wire, hosts), wrapped)
+    w = _Wrapping(meter, pipeline, hook, wire, hosts)
+    eager = _lazy_resources(w, wrapped)
+    _wrap_resources(w, wrapped, only=eager)
     return wrapped  # type: ignore[no-any-return]
 
 
@@ -146,12 +150,67 @@ class _Wrapping:
         return call, with_call_header(call.kwargs, call)
 
 
-def _wrap_resources(w: _Wrapping, client: Any) -> None:
-    methods = _OPENAI_METHODS if w.wire == "openai" else _ANTHROPIC_METHODS
-    for path, name, endpoint, kind in methods:
+def _methods(wire: str) -> tuple[tuple[str, str, str, str], ...]:
+    return _OPENAI_METHODS if wire == "openai" else _ANTHROPIC_METHODS
+
+
+def _lazy_resources(w: _Wrapping, client: Any) -> set[str]:
+    """Wrap the client's resources when they are first used, not now.
+
+    The SDKs build ``client.chat``, ``client.responses``, ... on first access
+    (``functools.cached_property``), importing their modules then — ``responses`` alone takes
+    ~0.25–0.6 s here. Wrapping every resource at ``wrap()`` time would make every user pay for
+    all of them. So the wrapped copy (an object finops owns) is given a subclass of its own
+    class whose resource properties build the SDK's resource and wrap its methods on first
+    access. The SDK's classes are not modified; ``isinstance`` checks still hold; copies made
+    by ``with_options``/``copy`` (``self.__class__(...)``) inherit the lazy wrapping.
+
+    Returns the top-level resources that could not be made lazy (wrapped eagerly instead).
+    """
+    cls = type(client)
+    base: type = getattr(cls, "__finops_base__", cls)
+    eager: set[str] = set()
+    namespace: dict[str, Any] = {
+        "__finops_base__": base,
+        "__module__": base.__module__,
+        "__qualname__": base.__qualname__,
+        "__doc__": base.__doc__,
+    }
+    for top in sorted({path.split(".")[0] for path, *_ in _methods(w.wire)}):
+        original = inspect.getattr_static(base, top, None)
+        if isinstance(original, functools.cached_property):
+            namespace[top] = _lazy_resource(w, top, original)
+        else:
+            eager.add(top)
+    if len(namespace) > 4:
+        client.__class__ = type(base.__name__, (base,), namespace)
+    return eager
+
+
+def _lazy_resource(w: _Wrapping, top: str, original: functools.cached_property[Any]) -> Any:
+    def build(self: Any) -> Any:
+        resource = original.func(self)
+        _wrap_resources(w, resource, only={top}, under=top)
+        return resource
+
+    build.__name__ = top
+    build.__doc__ = original.__doc__
+    return functools.cached_property(build)
+
+
+def _wrap_resources(
+    w: _Wrapping, client: Any, *, only: set[str] | None = None, under: str | None = None
+) -> None:
+    """Wrap the generation methods below ``client`` (a client, or the ``under`` resource)."""
+    for path, name, endpoint, kind in _methods(w.wire):
+        parts = path.split(".")
+        if only is not None and parts[0] not in only:
+            continue
+        if under is not None:
+            parts = parts[1:]  # ``client`` is already the top-level resource
         resource: Any = client
         try:
-            for part in path.split("."):
+            for part in parts:
                 resource = getattr(resource, part)
         except AttributeError:
             continue
@@ -159,6 +218,8 @@ def _wrap_resources(w: _Wrapping, client: Any) -> None:
         if original is None or getattr(original, "__finops_wrapped__", False):
             continue
         setattr(resource, name, _facade(w, original, endpoint, kind))
+    if under is not None:
+        return
 
     # Copies made from the wrapped client stay wrapped.
     for copier in ("with_options", "copy"):
@@ -175,11 +236,21 @@ def _rewrap_copy(w: _Wrapping, original: Callable[..., Any]) -> Any:
             return wrap_client(
                 original(*args, **kwargs), meter=w.meter, pipeline=w.pipeline, hosts=w.hosts
             )
-        new = original(*args, **kwargs)
-        _wrap_resources(w, new)
+        new = original(*args, **kwargs)  # an instance of the lazy subclass: resources wrap
+        _wrap_resources(w, new, only=_eager_tops(w, new))  # on first use; copies stay wrapped
         return new
 
     return copy
+
+
+def _eager_tops(w: _Wrapping, client: Any) -> set[str]:
+    """Top-level resources of ``client`` that are not wrapped lazily by its class."""
+    cls = type(client)
+    return {
+        top
+        for top in {path.split(".")[0] for path, *_ in _methods(w.wire)}
+        if "__finops_base__" not in cls.__dict__ or top not in cls.__dict__
+    }
 
 
 def _facade(

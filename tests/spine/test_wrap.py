@@ -410,6 +410,35 @@ def test_original_client_untouched_and_copies_stay_wrapped(fo, raw_openai):
     assert row["tags"] == {"via": "with_options"}
 
 
+def test_resources_are_wrapped_when_first_used(fo, raw_openai, tmp_path):
+    """wrap() imports no SDK resource module the application does not use (start-up cost),
+    and every copy — with_options, copy, a copy of a copy, a new http_client — stays metered."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, finops, openai\n"
+        f"fo = finops.FinOps(ledger={str(tmp_path / 'l.duckdb')!r}, estimate='off')\n"
+        "c = fo.wrap(openai.OpenAI(api_key='k'))\n"
+        "assert isinstance(c, openai.OpenAI) and type(c).__name__ == 'OpenAI'\n"
+        "assert 'openai.resources.responses.responses' not in sys.modules\n"
+        "assert c.chat.completions.create.__finops_wrapped__\n"
+        "assert 'openai.resources.responses.responses' not in sys.modules\n"
+        "assert c.responses.create.__finops_wrapped__\n"
+        "fo.close()\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    wrapped = fo.wrap(raw_openai)
+    copies = [
+        wrapped.with_options(timeout=30),
+        wrapped.copy(max_retries=1).with_options(timeout=20),
+        wrapped.with_options(http_client=httpx2.Client()),
+    ]
+    for i, client in enumerate(copies):
+        _chat(client, finops_tags={"copy": str(i)})
+    assert sorted(r["tags"]["copy"] for r in rows(fo)) == ["0", "1", "2"]
+
+
 def test_custom_http_client_is_kept(fo, devserver):
     seen: list[str] = []
     http = httpx2.Client(event_hooks={"request": [lambda r: seen.append(str(r.url))]})
