@@ -174,9 +174,49 @@ def run_demo(*, ledger: str | Path = "finops.duckdb", fresh: bool = True) -> Dem
                 )
                 result.calls += 1
 
+        # More providers, when their SDKs are installed (the `google` and `bedrock` extras):
+        # Gemini through google-genai and Claude on AWS Bedrock, metered the same way.
+        with finops.tags(team="docs", feature="translate"):
+            gemini = _gemini(fo, server.url)
+            if gemini is not None:
+                gemini.models.generate_content(
+                    model="gemini-2.5-flash", contents="Translate 'ledger' into French."
+                )
+                result.calls += 1
+            bedrock = _bedrock(fo, server.url)
+            if bedrock is not None:
+                bedrock.converse(
+                    modelId="us.anthropic.claude-sonnet-4-20250514-v1:0",
+                    messages=[{"role": "user", "content": [{"text": "Define a ledger."}]}],
+                )
+                result.calls += 1
+
         fo.flush()
         _summarize(fo, result)
     return result
+
+
+def _gemini(fo: finops.FinOps, url: str) -> Any:
+    try:
+        from google import genai
+    except ImportError:  # pip install 'finops[google]'
+        return None
+    return fo.wrap(genai.Client(api_key="demo", http_options={"base_url": url}))
+
+
+def _bedrock(fo: finops.FinOps, url: str) -> Any:
+    try:
+        import boto3
+    except ImportError:  # pip install 'finops[bedrock]'
+        return None
+    client = boto3.client(
+        "bedrock-runtime",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="demo",
+        aws_secret_access_key="demo",
+    )
+    return fo.wrap(client)
 
 
 def _summarize(fo: finops.FinOps, result: DemoResult) -> None:
