@@ -200,7 +200,10 @@ def _threshold(
     wrong = np.cumsum(~labels[order])
     served = np.arange(1, len(s) + 1)
     rate = wrong / served if definition == "served" else wrong / max(1, int((~labels).sum()))
-    ok = np.nonzero((rate <= target) & (s > 0))[0]  # a score of 0 (veto, floor) never serves
+    # a threshold serves every pair scoring at least as much: only the last position of a run
+    # of tied scores is a possible cut (trees give many ties)
+    last_of_tie = np.r_[s[1:] < s[:-1], True]
+    ok = np.nonzero((rate <= target) & (s > 0) & last_of_tie)[0]  # 0 (veto, floor): never
     if definition == "served":
         # the running rate is noisy at the top: take the last position where it holds and
         # every later position (with at least 50 served) breaks it
