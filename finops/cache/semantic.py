@@ -500,6 +500,11 @@ class Guard:
         """Read a guard data file's content (format 1: logistic, format 2: trees)."""
         empty = np.zeros(0, dtype=np.float32)
         trees = Trees.from_json(data["trees"]) if "trees" in data else None
+        if trees is None and len(data["weights"]) != len(LEXICAL_FEATURES) + 768:
+            raise ValueError(
+                f"{len(data['weights'])} logistic weights for "
+                f"{len(LEXICAL_FEATURES) + 768} features (written by an older finops)"
+            )
         return cls(
             weights=np.asarray(data["weights"], dtype=np.float32) if trees is None else empty,
             bias=float(data["bias"]),
