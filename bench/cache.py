@@ -98,6 +98,30 @@ def semantic(entries: int) -> None:
         f"semantic_index_memory_per_100k_entries: {used / entries * 100_000 / 1e6:.1f} MB (target: report)"
     )
 
+    # the guard's own cost when 4 neighbours pass the cosine floor (the most it scores)
+    from finops.cache.semantic import pair_features
+
+    texts = [
+        "How can I learn Python quickly?",
+        "How can I learn Python fast?",
+        "What is the quickest way to learn Python?",
+        "How do I learn Python in a month?",
+        "Which is the best way to learn Python quickly?",
+    ]
+    vecs = base[:5]
+    guard_ms = []
+    for _ in range(300):
+        start = time.perf_counter()
+        feats = np.stack(
+            [
+                pair_features(texts[0], t, vecs[0], v)
+                for t, v in zip(texts[1:], vecs[1:], strict=True)
+            ]
+        )
+        guard.score(feats)
+        guard_ms.append((time.perf_counter() - start) * 1000)
+    print(f"semantic_guard_4_candidates_p50: {statistics.median(guard_ms):.2f} ms (target: report)")
+
     embedder = MiniLMEmbedder(threads=1)
     sentences = [
         f"How do I change the {w} of my account number {i}?"

@@ -27,12 +27,13 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from finops.cache.semantic import Embedder, Guard, Vectors, pair_features
+from finops.cache.semantic import LEXICAL_FEATURES, Embedder, Guard, Trees, Vectors, pair_features
 from finops.errors import ConfigError
 
 __all__ = ["Calibration", "calibrate", "evaluate", "load_pairs", "wilson"]
 
 Definition = Literal["served", "negatives"]
+Model = Literal["logistic", "trees"]
 
 
 def load_pairs(
@@ -150,6 +151,46 @@ def _fit_logistic(
     return w.astype(np.float32), b, mean.astype(np.float32), scale.astype(np.float32)
 
 
+def _fit_trees(
+    x: Vectors, y: npt.NDArray[np.bool_], *, trees: int = 200, leaves: int = 15
+) -> tuple[Trees, float]:
+    """Gradient-boosted trees (scikit-learn's HistGradientBoostingClassifier, needed only to
+    calibrate) over the lexical features, exported as numpy arrays for :class:`Trees`."""
+    try:
+        from sklearn.ensemble import HistGradientBoostingClassifier  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise ConfigError(
+            "calibrating a tree guard needs scikit-learn (pip install scikit-learn), "
+            "or pass model='logistic'"
+        ) from exc
+    # unconstrained: monotonic constraints (more overlap never lowers the score) cost 3 points
+    # of held-out recall on QQP; the same-words rule in Guard.score covers identical texts
+    model = HistGradientBoostingClassifier(
+        max_iter=trees, learning_rate=0.05, max_leaf_nodes=leaves, random_state=0
+    ).fit(x[:, : len(LEXICAL_FEATURES)].astype(np.float64), y)
+    nodes = [p[0].nodes for p in model._predictors]
+    width = max(len(n) for n in nodes)
+    shape = (len(nodes), width)
+    feature = np.zeros(shape, dtype=np.intp)
+    threshold = np.zeros(shape, dtype=np.float64)
+    left = np.zeros(shape, dtype=np.intp)
+    right = np.zeros(shape, dtype=np.intp)
+    leaf = np.ones(shape, dtype=bool)
+    value = np.zeros(shape, dtype=np.float32)
+    depth = 0
+    for i, n in enumerate(nodes):
+        k = len(n)
+        feature[i, :k] = n["feature_idx"]
+        threshold[i, :k] = n["num_threshold"]
+        left[i, :k] = n["left"]
+        right[i, :k] = n["right"]
+        leaf[i, :k] = n["is_leaf"].astype(bool)
+        value[i, :k] = n["value"]
+        depth = max(depth, int(n["depth"].max()))
+    bias = float(np.ravel(model._baseline_prediction)[0])
+    return Trees(feature, threshold, left, right, leaf, value, depth), bias
+
+
 def _threshold(
     scores: Vectors, labels: npt.NDArray[np.bool_], target: float, definition: Definition
 ) -> float:
@@ -159,7 +200,10 @@ def _threshold(
     wrong = np.cumsum(~labels[order])
     served = np.arange(1, len(s) + 1)
     rate = wrong / served if definition == "served" else wrong / max(1, int((~labels).sum()))
-    ok = np.nonzero((rate <= target) & (s > 0))[0]  # a score of 0 (veto, floor) never serves
+    # a threshold serves every pair scoring at least as much: only the last position of a run
+    # of tied scores is a possible cut (trees give many ties)
+    last_of_tie = np.r_[s[1:] < s[:-1], True]
+    ok = np.nonzero((rate <= target) & (s > 0) & last_of_tie)[0]  # 0 (veto, floor): never
     if definition == "served":
         # the running rate is noisy at the top: take the last position where it holds and
         # every later position (with at least 50 served) breaks it
@@ -200,8 +244,13 @@ def calibrate(
     source: str = "",
     batch: int = 32,
     precomputed: dict[str, Vectors] | None = None,
+    model: Model = "logistic",
 ) -> Calibration:
-    """Fit the guard on part of ``pairs``, tune its threshold, report on the held-out rest."""
+    """Fit the guard on part of ``pairs``, tune its threshold, report on the held-out rest.
+
+    ``model="trees"`` fits gradient-boosted trees over the lexical features (the shipped
+    guard; needs scikit-learn at calibration time only), ``"logistic"`` a logistic model over
+    the lexical and embedding features."""
     if not 0 < target_false_hit < 1:
         raise ConfigError(f"target false-hit rate {target_false_hit} must be between 0 and 1")
     if len(pairs) < 200:
@@ -226,8 +275,14 @@ def calibrate(
     x_tune, c_tune, y_tune = _features(tune, vectors)
     x_test, c_test, y_test = _features(test, vectors)
     keep = c_fit >= cosine_floor
-    w, b, mean, scale = _fit_logistic(x_fit[keep], y_fit[keep])
-    guard0 = Guard(w, b, mean, scale, 0.0, cosine_floor, embedder.name, {})
+    trees: Trees | None = None
+    if model == "trees":
+        empty = np.zeros(0, dtype=np.float32)
+        trees, b = _fit_trees(x_fit[keep], y_fit[keep])
+        w, mean, scale = empty, empty, empty
+    else:
+        w, b, mean, scale = _fit_logistic(x_fit[keep], y_fit[keep])
+    guard0 = Guard(w, b, mean, scale, 0.0, cosine_floor, embedder.name, {}, trees=trees)
     s_tune = np.where(c_tune >= cosine_floor, guard0.score(x_tune), 0.0).astype(np.float32)
     threshold = _threshold(s_tune, y_tune, target_false_hit, definition)
     s_test = np.where(c_test >= cosine_floor, guard0.score(x_test), 0.0)
@@ -240,13 +295,16 @@ def calibrate(
     provenance = {
         "source": source,
         "pairs": {"fit": len(fit), "tune": len(tune), "held_out": len(test)},
+        "model": model,
         "target_false_hit": target_false_hit,
         "definition": definition,
         "held_out": held,
         "cosine_only_held_out": cos_only,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    guard = Guard(w, b, mean, scale, threshold, cosine_floor, embedder.name, provenance)
+    guard = Guard(
+        w, b, mean, scale, threshold, cosine_floor, embedder.name, provenance, trees=trees
+    )
     return Calibration(
         guard=guard,
         held_out=held,

