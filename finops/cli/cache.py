@@ -111,6 +111,11 @@ def calibrate_cmd(
     limit: int | None = typer.Option(None, "--limit", help="Use only the first N shuffled pairs."),
     seed: int = typer.Option(0, "--seed", help="Shuffle seed of the split."),
     out: Path | None = typer.Option(None, "--out", help="Write the guard file here."),
+    model: str = typer.Option(
+        "trees",
+        "--model",
+        help="trees (the shipped form; needs scikit-learn to fit) or logistic.",
+    ),
 ) -> None:
     """Fit the semantic guard + threshold on a train split; report on a held-out split."""
     from finops.cache.calibrate import calibrate, load_pairs
@@ -118,6 +123,8 @@ def calibrate_cmd(
 
     if definition not in ("served", "negatives"):
         raise typer.BadParameter("--definition must be 'served' or 'negatives'")
+    if model not in ("trees", "logistic"):
+        raise typer.BadParameter("--model must be 'trees' or 'logistic'")
     data = load_pairs(pairs, limit=limit, seed=seed)
     result = calibrate(
         data,
@@ -125,6 +132,7 @@ def calibrate_cmd(
         target_false_hit=target_false_hit,
         definition=definition,  # type: ignore[arg-type]
         source=f"{pairs.name} (limit={limit}, seed={seed})",
+        model=model,  # type: ignore[arg-type]
     )
     h, c = result.held_out, result.cosine_only
     typer.echo(

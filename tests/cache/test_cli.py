@@ -57,8 +57,11 @@ def test_stats_and_clear(tmp_path: Path, devserver: DevServer) -> None:
     assert "removed 1 entry" in out.output
 
 
-def test_calibrate_command(tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", ["logistic", "trees"])
+def test_calibrate_command(tmp_path: Path, model: str) -> None:
     pytest.importorskip("onnxruntime")
+    if model == "trees":
+        pytest.importorskip("sklearn")  # fitting the tree guard needs scikit-learn
     pairs = tmp_path / "pairs.jsonl.gz"
     topics = ["refund", "password", "invoice", "shipping", "account", "discount", "order", "login"]
     with gzip.open(pairs, "wt") as fh:
@@ -100,6 +103,8 @@ def test_calibrate_command(tmp_path: Path) -> None:
             "0.05",
             "--out",
             str(out),
+            "--model",
+            model,
         ],
     )
     assert result.exit_code == 0, result.output
