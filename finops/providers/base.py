@@ -91,6 +91,8 @@ def count(value: object, name: str, notes: list[str]) -> int:
     """A reported token count, checked: missing / null → 0; anything that is not a whole
     number in ``0..MAX_TOKENS`` (a string, a fraction, a negative or absurd number, a bool,
     a list) → 0 *and* a note, so the row is flagged instead of priced silently."""
+    if type(value) is int and 0 <= value <= MAX_TOKENS:  # the usual case, checked first
+        return value
     if value is None:
         return 0
     if isinstance(value, int) and not isinstance(value, bool):
@@ -164,4 +166,6 @@ def sse_data(block: bytes) -> bytes | None:
 
 def mapping(value: object) -> Mapping[str, Any]:
     """``value`` if it is a JSON object, else an empty mapping."""
+    if type(value) is dict:  # what json.loads makes: skip the slower ABC check
+        return value
     return value if isinstance(value, Mapping) else {}
