@@ -134,6 +134,27 @@ def _small(kwargs: Mapping[str, Any]) -> bool:
     return True
 
 
+#: Media the request only points at (a URL, a file id): its bytes are not in the body, so a
+#: byte count cannot bound it. Each reference is reserved at a documented maximum instead:
+#: an image at most 6,000 tokens (Anthropic caps an image at 1,600, OpenAI's largest tiles
+#: and patch grids stay under 2,500, Gemini's under 1,300); a document at 100 pages of
+#: ``PDF_PAGE_MAX`` (Anthropic's page limit; text plus the page image).
+_IMAGE_REFS = (b'"image_url"', b'"input_image"', b'"type": "image"', b'"type":"image"')
+_DOCUMENT_REFS = (b'"document"', b'"input_file"', b'"file_data"', b'"file_id"')
+_IMAGE_MAX_TOKENS = 6_000
+
+
+def _unseen_media(text: bytes) -> int:
+    """Tokens to add for media a request references but does not carry."""
+    if b"image" not in text and b"file" not in text and b"document" not in text:
+        return 0
+    from finops.tokens.anthropic import PDF_PAGE_MAX
+
+    images = sum(text.count(ref) for ref in _IMAGE_REFS)
+    documents = sum(text.count(ref) for ref in _DOCUMENT_REFS)
+    return images * _IMAGE_MAX_TOKENS + documents * 100 * PDF_PAGE_MAX
+
+
 def _fallback_estimate(
     book: PriceBook,
     wire: str,
@@ -141,14 +162,16 @@ def _fallback_estimate(
     now: datetime,
     provider: str | None = None,
 ) -> Estimate:
-    """A guaranteed upper bound without the tokenizer: one token per UTF-8 byte at most."""
+    """A guaranteed upper bound without the tokenizer: one token per UTF-8 byte at most,
+    plus documented maxima for media the request only references (:func:`_unseen_media`)."""
     from finops.tokens.estimate import Estimate
     from finops.usage import Usage
 
     size = 64
     for key in _CONTENT_KEYS:
         if key in kwargs:
-            size += len(json.dumps(kwargs[key], default=str).encode())
+            text = json.dumps(kwargs[key], default=str).encode()
+            size += len(text) + _unseen_media(text)
     model = str(kwargs.get("model") or "")
     if model.startswith(("models/", "publishers/", "projects/")):  # Gemini resource names
         model = model.rsplit("/", 1)[-1]
