@@ -12,6 +12,7 @@ Last lines: ``name: value unit (target: X)``.
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import statistics
 import subprocess
@@ -40,6 +41,7 @@ def _start_server() -> tuple[subprocess.Popen[bytes], str]:
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},  # the server runs this checkout's finops
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

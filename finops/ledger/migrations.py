@@ -147,6 +147,20 @@ def m004_host_cost(con: Any) -> None:
     con.execute("ALTER TABLE calls ADD COLUMN IF NOT EXISTS host_cost_detail VARCHAR")
 
 
+#: The measured columns of ``savings_by_cause`` (after day, cause, detail), shared by the
+#: DuckDB view and the PostgreSQL one (finops/ledger/postgres.py): one definition of "saved".
+SAVINGS_MEASURES = """coalesce(served_model, requested_model) AS model,
+               count(DISTINCT call_id) AS calls,
+               coalesce(sum(cost_total), 0) AS cost,
+               coalesce(sum(counterfactual_cost), 0) AS counterfactual_cost,
+               coalesce(sum(counterfactual_cost - coalesce(cost_total, 0)), 0) AS saved,
+               bool_or(coalesce(counterfactual_estimated, false)) AS estimated,
+               sum(route_cpu_us) AS router_cpu_us"""
+#: Which rows each cause of ``savings_by_cause`` counts.
+SAVINGS_CACHE_ROWS = "status = 'cache_hit'"
+SAVINGS_ROUTING_ROWS = "route_decision LIKE 'route:%' AND status IN ('ok', 'cancelled', 'error')"
+
+
 @migration
 def m005_routing(con: Any) -> None:
     """Routing columns (score, policy, router CPU time, estimated counterfactual);
@@ -155,31 +169,18 @@ def m005_routing(con: Any) -> None:
     for name in ("route_score", "route_policy", "route_cpu_us", "counterfactual_estimated"):
         con.execute(f"ALTER TABLE calls ADD COLUMN IF NOT EXISTS {name} {COLUMN_TYPES[name]}")
     con.execute("DROP VIEW IF EXISTS savings_by_cause")
-    con.execute("""
+    con.execute(f"""
         CREATE VIEW savings_by_cause AS
         SELECT CAST(timezone('UTC', ts_start) AS DATE) AS day,
                'cache' AS cause, cache_status AS detail,
-               coalesce(served_model, requested_model) AS model,
-               count(DISTINCT call_id) AS calls,
-               coalesce(sum(cost_total), 0) AS cost,
-               coalesce(sum(counterfactual_cost), 0) AS counterfactual_cost,
-               coalesce(sum(counterfactual_cost - coalesce(cost_total, 0)), 0) AS saved,
-               bool_or(coalesce(counterfactual_estimated, false)) AS estimated,
-               sum(route_cpu_us) AS router_cpu_us
-        FROM calls WHERE status = 'cache_hit'
+               {SAVINGS_MEASURES}
+        FROM calls WHERE {SAVINGS_CACHE_ROWS}
         GROUP BY ALL
         UNION ALL
         SELECT CAST(timezone('UTC', ts_start) AS DATE) AS day,
                'routing' AS cause, requested_model AS detail,
-               coalesce(served_model, requested_model) AS model,
-               count(DISTINCT call_id) AS calls,
-               coalesce(sum(cost_total), 0) AS cost,
-               coalesce(sum(counterfactual_cost), 0) AS counterfactual_cost,
-               coalesce(sum(counterfactual_cost - coalesce(cost_total, 0)), 0) AS saved,
-               bool_or(coalesce(counterfactual_estimated, false)) AS estimated,
-               sum(route_cpu_us) AS router_cpu_us
-        FROM calls
-        WHERE route_decision LIKE 'route:%' AND status IN ('ok', 'cancelled', 'error')
+               {SAVINGS_MEASURES}
+        FROM calls WHERE {SAVINGS_ROUTING_ROWS}
         GROUP BY ALL
     """)
 

@@ -25,7 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from finops.errors import LedgerError
-from finops.ledger.migrations import COLUMN_TYPES
+from finops.ledger.migrations import (
+    COLUMN_TYPES,
+    SAVINGS_CACHE_ROWS,
+    SAVINGS_MEASURES,
+    SAVINGS_ROUTING_ROWS,
+)
 from finops.ledger.spool import select_sql
 
 __all__ = ["PG_TYPES", "PostgresStore"]
@@ -76,29 +81,16 @@ VIEWS = {
                coalesce(sum(cost_total), 0) AS cost,
                percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_ms) AS median_latency_ms
         FROM calls WHERE {_SPEND} GROUP BY 1, 2""",
-    "savings_by_cause": """
+    "savings_by_cause": f"""
         SELECT (ts_start AT TIME ZONE 'UTC')::date AS day,
                'cache' AS cause, cache_status AS detail,
-               coalesce(served_model, requested_model) AS model,
-               count(DISTINCT call_id) AS calls,
-               coalesce(sum(cost_total), 0) AS cost,
-               coalesce(sum(counterfactual_cost), 0) AS counterfactual_cost,
-               coalesce(sum(counterfactual_cost - coalesce(cost_total, 0)), 0) AS saved,
-               bool_or(coalesce(counterfactual_estimated, false)) AS estimated,
-               sum(route_cpu_us) AS router_cpu_us
-        FROM calls WHERE status = 'cache_hit' GROUP BY 1, 2, 3, 4
+               {SAVINGS_MEASURES}
+        FROM calls WHERE {SAVINGS_CACHE_ROWS} GROUP BY 1, 2, 3, 4
         UNION ALL
         SELECT (ts_start AT TIME ZONE 'UTC')::date AS day,
                'routing' AS cause, requested_model AS detail,
-               coalesce(served_model, requested_model) AS model,
-               count(DISTINCT call_id) AS calls,
-               coalesce(sum(cost_total), 0) AS cost,
-               coalesce(sum(counterfactual_cost), 0) AS counterfactual_cost,
-               coalesce(sum(counterfactual_cost - coalesce(cost_total, 0)), 0) AS saved,
-               bool_or(coalesce(counterfactual_estimated, false)) AS estimated,
-               sum(route_cpu_us) AS router_cpu_us
-        FROM calls
-        WHERE route_decision LIKE 'route:%' AND status IN ('ok', 'cancelled', 'error')
+               {SAVINGS_MEASURES}
+        FROM calls WHERE {SAVINGS_ROUTING_ROWS}
         GROUP BY 1, 2, 3, 4""",
     "estimate_accuracy": f"""
         WITH e AS (
