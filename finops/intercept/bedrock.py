@@ -205,8 +205,9 @@ class _Metering:
         endpoint, stream = _OPERATIONS[model.name]
         self._slot.served = None
         view = _request_view(params)
+        sent = dict(view)  # the steps may rewrite the view in place
         call = self.pipeline.start(self.hook, endpoint, view, kind="deferred" if stream else "call")
-        _write_back(params, view, call.kwargs)
+        _write_back(params, sent, call.kwargs)
         call.stream = stream
         self._slot.served = call.served
         context[_KEY] = (call, time.perf_counter(), self.meter.clock())
