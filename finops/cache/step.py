@@ -50,6 +50,8 @@ __all__ = ["CacheStep", "Lookup", "ResponseCache"]
 log = logging.getLogger("finops")
 
 _ZERO = Decimal(0)
+#: Endpoints whose answers have no stream form the cache can replay.
+_NO_STREAM_FORM = frozenset({"invoke_model", "embed_content", "embeddings"})
 _COST_FIELDS = (
     "cost_input",
     "cost_cache_read",
@@ -146,6 +148,8 @@ class ResponseCache:
 
     def applies(self, call: Call) -> bool:
         """Whether this call is cached at all (endpoint and tag scope)."""
+        if call.stream and call.endpoint in _NO_STREAM_FORM:
+            return False  # Bedrock InvokeModelWithResponseStream: model-specific stream bodies
         return call.endpoint in self.config.endpoints and self.config.in_scope(call.tags)
 
     def lookup(self, call: Call) -> Lookup:

@@ -119,7 +119,7 @@ class Router:
         started = time.thread_time_ns()
         requested = str(kwargs.get("model", ""))
         route = next((r for r in self.config.routes if r.matches(requested)), None)
-        if route is None or endpoint == "embeddings":
+        if route is None or endpoint in ("embeddings", "embed_content"):
             return None
         scope = self._scope(tags or {})
         mode: Mode = (scope.mode if scope and scope.mode else None) or self.config.mode

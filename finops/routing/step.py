@@ -92,7 +92,7 @@ class RouteStep(Step):
         self.router = Router(config=config, model=model, limits=_BookLimits(pricebook))
 
     def before(self, call: Call) -> Served | None:
-        if call.endpoint == "embeddings":
+        if call.endpoint in ("embeddings", "embed_content"):
             return None
         opt = call.options.get("finops_route", True)
         try:

@@ -196,3 +196,17 @@ def test_key_rules_for_bedrock() -> None:
     assert request_key(
         wire="aws", endpoint="converse", kwargs={**_request_view(base)}
     ) == request_key(wire="aws", endpoint="converse", kwargs=_request_view(dict(base)))
+
+
+def test_invoke_model_stream_is_not_cached(ledger_path: Path, devserver: DevServer) -> None:
+    body = json.dumps({"anthropic_version": "bedrock-2023-05-31", "max_tokens": 50,
+                       "messages": [{"role": "user", "content": "stream"}]})
+    with _fo(ledger_path) as fo:
+        client = fo.wrap(_client(devserver))
+        for _ in range(2):
+            response = client.invoke_model_with_response_stream(modelId=SONNET, body=body)  # type: ignore[attr-defined]
+            assert list(response["body"])
+        assert _posts(devserver) == 2
+        got = rows(fo)
+    assert [r["cache_status"] for r in got] == [None, None]
+    assert all(r["status"] == "ok" and r["cost_total"] > 0 for r in got)
