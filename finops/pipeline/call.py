@@ -52,6 +52,7 @@ class Outcome:
     served_model: str | None = None
     content_type: str | None = None
     body: bytes | None = None
+    headers: Mapping[str, str] | None = None  # answer headers worth replaying (Bedrock)
 
 
 @dataclass(slots=True, eq=False)
@@ -89,6 +90,7 @@ class Call:
     served_model: str | None = None
     content_type: str | None = None
     body: bytes | None = None
+    response_headers: Mapping[str, str] | None = None  # set by seams that need them replayed
     complete: bool = False
     ended: bool = False
     created: float = field(default_factory=time.monotonic)
@@ -111,6 +113,7 @@ class Call:
             served_model=self.served_model,
             content_type=self.content_type,
             body=self.body,
+            headers=self.response_headers,
         )
 
 
