@@ -24,7 +24,7 @@ from finops.providers.base import StreamWatcher
 
 __all__ = ["AsyncMeteringTransport", "Attempt", "AttemptHook", "MeteringTransport"]
 
-_DROP_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
+_DROP_HEADERS = frozenset({b"content-encoding", b"content-length", b"transfer-encoding"})
 
 
 class Attempt(Protocol):
@@ -227,7 +227,7 @@ class _AsyncStream(httpx2.AsyncByteStream):
 
 
 def _headers(response: httpx2.Response) -> list[tuple[bytes, bytes]]:
-    return [(k, v) for k, v in response.headers.raw if k.lower().decode() not in _DROP_HEADERS]
+    return [(k, v) for k, v in response.headers.raw if k.lower() not in _DROP_HEADERS]
 
 
 def _replay(served: Served, request: httpx2.Request) -> httpx2.Response:

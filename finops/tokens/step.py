@@ -58,8 +58,13 @@ class EstimateStep(Step):
         pricebook: Callable[[], PriceBook],
         clock: Callable[[], datetime],
         priced: bool,
+        defer: bool = False,
     ) -> None:
         self.mode = check_mode(mode)
+        #: nothing reads the estimate before the network (no budget): make it when the row
+        #: is built, off the caller's thread, from the request body as sent (a step that
+        #: needs it sooner, the per-call cap, calls :meth:`apply` itself).
+        self.defer = defer
         self._pricebook = pricebook
         self._clock = clock
         #: whether the worst-case cost is needed (a budget reserves it); counting alone is
@@ -67,9 +72,30 @@ class EstimateStep(Step):
         self.priced = priced
 
     def before(self, call: Call) -> Served | None:
-        """Estimate the request as it will be sent."""
-        self.apply(call)
+        """Estimate the request as it will be sent (or when its row is built)."""
+        if self.defer and call.provider in _TOKENIZED:
+            call.estimate_later = self.apply_sent
+        else:
+            self.apply(call)
         return None
+
+    def apply_sent(self, call: Call, body: bytes) -> None:
+        """Estimate ``call`` from the JSON body the SDK sent (the kwargs may have changed
+        since: an application appends the answer to its ``messages`` list)."""
+        sent: Any = None
+        if body:
+            try:
+                sent = json.loads(body)
+            except ValueError:
+                sent = None
+        if isinstance(sent, Mapping):
+            kwargs, call.kwargs = call.kwargs, dict(sent)
+            try:
+                self.apply(call)
+            finally:
+                call.kwargs = kwargs
+        else:
+            self.apply(call)
 
     def apply(self, call: Call) -> None:
         """(Re-)estimate ``call`` — also used after a step changed its model (downgrade)."""
