@@ -198,7 +198,9 @@ class Deferred:
             self._wake.clear()
             self._sleeping = False
 
-    def _finish(self, seg: Segment) -> None:
+    def _finish(self, seg: Segment | None) -> None:
+        if seg is None:  # an item with no record behind it (a barrier)
+            return
         with self._lock:
             done = self._done.get(seg, 0) + 1
             self._done[seg] = done
@@ -317,4 +319,4 @@ def decode_record(line: bytes) -> list[Any] | None:
         value = json.loads(line)
     except ValueError:
         return None
-    return value if isinstance(value, list) and value and value[0] == 1 else None
+    return value if isinstance(value, list) and value and value[0] in (1, 2) else None

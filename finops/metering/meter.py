@@ -213,6 +213,70 @@ class Meter:
         except Exception as exc:
             _warn(f"could not write ledger row {row.row_id}: {exc!r}")
 
+    def finish_usage(
+        self,
+        call: Call,
+        ts: datetime,
+        elapsed: float,
+        status: str,
+        http_status: int | None,
+        usage: Usage | None,
+        *,
+        error: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Record one attempt whose usage the caller already read (boto3's Bedrock events),
+        off the caller's thread when possible, then end the call."""
+        key = (call.price_provider, call.requested_model, call.endpoint)
+        attempt = call.next_attempt()
+        row_id = new_id()
+        deferred = self.deferred
+        if deferred is not None and status == "ok" and usage is not None and key in self._seen:
+            try:
+                line: bytes | None = _dumps(
+                    [
+                        2, row_id, call.call_id, attempt, _epoch_us(ts), elapsed,
+                        call.provider, call.price_provider, call.endpoint, call.requested_model,
+                        call.stream, http_status, status, error, message,
+                        call.tags if type(call.tags) is dict else dict(call.tags),
+                        _row_fields(call.row), call.service_tier, call.api_url,
+                        call.prompt_text, _usage_dict(usage),
+                    ]
+                ).encode() + b"\n"
+            except Exception:
+                line = None
+            job = functools.partial(
+                self._usage_row_now, call, row_id, attempt, ts, elapsed, status, http_status,
+                usage, error, message,
+            )
+            if line is not None and deferred.submit(line, job):
+                self.end_call(call)
+                return
+        self._usage_row_now(
+            call, row_id, attempt, ts, elapsed, status, http_status, usage, error, message
+        )
+        self._seen.add(key)
+        self.end_call(call)
+
+    def _usage_row_now(
+        self,
+        call: Call,
+        row_id: str,
+        attempt: int,
+        ts: datetime,
+        elapsed: float,
+        status: str,
+        http_status: int | None,
+        usage: Usage | None,
+        error: str | None,
+        message: str | None,
+    ) -> None:
+        self.record(
+            call,
+            _usage_row(self, call, row_id, attempt, ts, elapsed, status, http_status, usage,
+                       error, message),
+        )
+
     def end_call(self, ctx: Call) -> None:
         """The call is over (all attempts done): run the steps' ``after``, forget the call."""
         with ctx.lock:
@@ -452,8 +516,7 @@ class MeteredAttempt:
             ts = self._ts
             record = [
                 1, row_id, ctx.call_id, self.number,
-                (ts - _EPOCH) // _MICROSECOND if ts.tzinfo is not None else None,
-                elapsed, ctx.provider, ctx.price_provider, ctx.endpoint, ctx.requested_model,
+                _epoch_us(ts), elapsed, ctx.provider, ctx.price_provider, ctx.endpoint, ctx.requested_model,
                 ctx.stream, response.status_code, ctx.content_type, outcome,
                 type(error).__name__ if error is not None else None,
                 clip(str(error)) if error is not None else None,
@@ -695,8 +758,93 @@ def _parsed_from(data: Mapping[str, Any]) -> Parsed:
     )
 
 
+def _epoch_us(ts: datetime) -> int | None:
+    return (ts - _EPOCH) // _MICROSECOND if ts.tzinfo is not None else None
+
+
+def _usage_row(
+    meter: Meter,
+    call: Call,
+    row_id: str,
+    attempt: int,
+    ts: datetime,
+    elapsed: float,
+    status: str,
+    http_status: int | None,
+    usage: Usage | None,
+    error: str | None,
+    message: str | None,
+) -> LedgerRow:
+    """The row of an attempt whose usage was read by the caller (Bedrock through boto3)."""
+    row = LedgerRow(
+        row_id=row_id,
+        call_id=call.call_id,
+        attempt=attempt,
+        ts_start=ts,
+        ts_end=ts + timedelta(seconds=elapsed),
+        latency_ms=elapsed * 1000.0,
+        provider=call.price_provider or call.provider,
+        endpoint=call.endpoint,
+        status=status,
+        requested_model=call.requested_model,
+        served_model=call.requested_model,
+        stream=call.stream,
+        http_status=http_status,
+        error_type=error,
+        error_message=message[:500] if message else None,
+        tags=dict(call.tags),
+        prompt_text=call.prompt_text,
+    )
+    if usage is None and status in ("ok", "cancelled"):
+        est = getattr(call.estimate, "input_tokens", None)
+        if est is not None:
+            usage = Usage(input_tokens=int(est), estimated=True)
+    if usage is not None:
+        fill_usage(row, usage)
+        cost = meter.price(call, call.requested_model, usage, ts)
+        fill_cost(row, cost)
+        amend_row(row, call.host, Parsed(usage=usage), cost)
+        if usage.mismatch and usage.mismatch.startswith(INVALID_USAGE):
+            row.pricing_status = "invalid_usage"  # counts were not numbers: never trusted
+        if cost.status == "unknown_model":
+            meter.warn_unknown(call.requested_model)
+    call.complete = status == "ok"
+    return row
+
+
+def _rebuild_usage(meter: Meter, record: list[Any]) -> LedgerRow:
+    (
+        _v, row_id, call_id, attempt, ts_us, elapsed, provider, price_provider, endpoint,
+        requested, stream, http_status, status, error, message, tags, row_fields,
+        service_tier, api_url, prompt_text, usage,
+    ) = record[:21]
+    call = Call(
+        call_id=call_id,
+        provider=provider,
+        endpoint=endpoint,
+        requested_model=requested,
+        stream=bool(stream),
+        tags=dict(tags or {}),
+        price_provider=price_provider,
+        api_url=api_url,
+        host=route_for(meter.hosts, provider, api_url) if api_url else None,
+        service_tier=service_tier,
+        prompt_text=prompt_text,
+    )
+    ts = _EPOCH + timedelta(microseconds=int(ts_us)) if ts_us is not None else meter.clock()
+    row = _usage_row(
+        meter, call, row_id, int(attempt), ts, float(elapsed), status, http_status,
+        _usage_from(usage), error, message,
+    )
+    for name, value in (row_fields or {}).items():
+        setattr(row, name, Decimal(value) if name in _DECIMALS and value is not None else value)
+    return row
+
+
 def _rebuild(meter: Meter, record: list[Any]) -> LedgerRow:
     """The row of a pending record a dead process left (see :meth:`Meter.defer`)."""
+    if record[0] == 2:
+        return _rebuild_usage(meter, record)
     (
         _v, row_id, call_id, number, ts_us, elapsed, provider, price_provider, endpoint,
         requested, stream, http_status, content_type, outcome, error_type, error_text, tags,

@@ -41,8 +41,21 @@ class _Inline(Step):
 
 
 def _calls(fo: finops.FinOps, devserver: Any) -> None:
+    import boto3
+    from google import genai
+
     oai = fo.wrap(openai.OpenAI(api_key="sk-test", base_url=devserver.openai_base_url))
     ant = fo.wrap(anthropic.Anthropic(api_key="sk-ant-test", base_url=devserver.anthropic_base_url))
+    gem = fo.wrap(genai.Client(api_key="test-key", http_options={"base_url": devserver.url}))
+    bed = fo.wrap(
+        boto3.client(
+            "bedrock-runtime",
+            endpoint_url=devserver.url,
+            region_name="us-east-1",
+            aws_access_key_id="AKIDEXAMPLE",
+            aws_secret_access_key="secret",
+        )
+    )
     msgs = [{"role": "user", "content": "Count the tokens of this request, please."}]
     for i in range(3):  # the first call of a model is metered inline, the others deferred
         tags = {"i": str(i)}
@@ -63,6 +76,12 @@ def _calls(fo: finops.FinOps, devserver: Any) -> None:
         ) as stream:
             for _ in stream:
                 pass
+        gem.models.generate_content(model="gemini-2.0-flash", contents=f"hello {i}")
+        list(gem.models.generate_content_stream(model="gemini-2.0-flash", contents="hi"))
+        bed.converse(
+            modelId="us.amazon.nova-lite-v1:0",
+            messages=[{"role": "user", "content": [{"text": f"hello {i}"}]}],
+        )
         msgs.append({"role": "assistant", "content": f"answer {i}"})  # mutated after the call
         msgs.append({"role": "user", "content": "and again"})
         msgs = msgs[:1]
@@ -83,7 +102,7 @@ def test_deferred_rows_equal_inline_rows(devserver: Any, tmp_path: Path) -> None
         _calls(inline, devserver)
         assert deferred._meter.deferred.pending == 0
         got, want = _comparable(deferred), _comparable(inline)
-        assert len(got) == 21
+        assert len(got) == 30
         assert got == want
         assert all(r["status"] == "ok" and r["pricing_status"] == "priced" for r in got)
         assert all(r["est_input_tokens"] is not None for r in got)
@@ -196,3 +215,55 @@ def test_kill_9_loses_no_returned_call(devserver: Any, tmp_path: Path, built: in
         reference.close()
     assert not list(pending.glob("*.jsonl"))
     assert not list((path.parent / (path.name + ".spool")).glob("*.jsonl"))
+
+
+def test_every_pending_record_rebuilds_its_row(devserver: Any, tmp_path: Path) -> None:
+    """What a replay after ``kill -9`` makes of each kind of record (a JSON body, a parsed
+    stream, usage read by boto3) is the row the live process writes, estimates aside."""
+    import threading
+
+    from finops.metering.deferred import decode_record
+    from finops.metering.meter import _rebuild
+
+    fo = finops.FinOps(ledger=tmp_path / "l.duckdb")
+    try:
+        _calls(fo, devserver)  # every model once: later calls are deferred
+        deferred = fo._meter.deferred
+        assert deferred is not None and deferred.drain(timeout_s=30)
+        gate = threading.Event()
+        deferred._queue.append((None, gate.wait))  # the builder waits here
+        deferred._wake.set()
+        while deferred._queue:
+            threading.Event().wait(0.01)
+        before = deferred._submitted
+        _calls(fo, devserver)
+        assert deferred._submitted - before >= 25  # nearly every call was deferred
+        lines = [
+            line
+            for path in sorted((tmp_path / "l.duckdb.spool" / PENDING_DIR).glob("*.jsonl"))
+            for line in path.read_bytes().splitlines()
+        ]
+        rebuilt = {}
+        for line in lines:
+            record = decode_record(line)
+            assert record is not None
+            row = _rebuild(fo._meter, record)
+            rebuilt[row.row_id] = row
+        gate.set()
+        assert deferred.drain(timeout_s=30)
+        live = {r["row_id"]: r for r in rows(fo)}
+        assert set(rebuilt) <= set(live)
+        assert len(rebuilt) >= 25
+        skip = {"est_input_tokens", "est_output_tokens_max", "est_cost_max", "est_exact"}
+        kinds = set()
+        for row_id, row in rebuilt.items():
+            want = {k: v for k, v in live[row_id].items() if k not in skip}
+            have = {k: getattr(row, k) for k in want}
+            have["ts_start"] = have["ts_start"].astimezone(want["ts_start"].tzinfo)  # type: ignore[union-attr]
+            have["ts_end"] = have["ts_end"].astimezone(want["ts_end"].tzinfo)  # type: ignore[union-attr]
+            have["latency_ms"] = pytest.approx(want["latency_ms"], abs=0.01)
+            assert have == want, row_id
+            kinds.add((row.provider, row.endpoint, row.stream))
+        assert len(kinds) >= 9
+    finally:
+        fo.close()
