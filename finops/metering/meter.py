@@ -447,12 +447,17 @@ class MeteredAttempt:
             and key in meter._seen
         ):
             row_id = new_id()
-            fixed = _Fixed(watcher.result()) if watcher is not None else None
-            line = self._pending_line(row_id, response, body, fixed, outcome, error, elapsed)
+            parsed = watcher.result() if watcher is not None else self._parse_body(body)
+            fixed = _Fixed(parsed) if parsed is not None else None
+            line = (
+                self._pending_line(row_id, response, fixed, outcome, error, elapsed)
+                if fixed is not None
+                else None
+            )
             if line is not None and deferred.submit(
                 line,
                 functools.partial(
-                    self._build_and_record, row_id, response, body, fixed, outcome, error,
+                    self._build_and_record, row_id, response, None, fixed, outcome, error,
                     elapsed,
                 ),
             ):
@@ -487,45 +492,53 @@ class MeteredAttempt:
             row.finops_error = f"metering failed: {exc!r}"
         self._meter.record(self.ctx, row)
 
+    def _parse_body(self, body: bytes | None) -> Parsed | None:
+        """A JSON body parsed as :meth:`_row` would (None: not parseable, meter it now)."""
+        adapter = adapter_for(self.ctx.provider, self.ctx.endpoint)
+        if adapter is None or not body:
+            return None
+        try:
+            payload = json.loads(body)
+            return adapter.parse_json(payload) if isinstance(payload, Mapping) else None
+        except Exception:  # the row built now says what was wrong with the body
+            return None
+
     def _pending_line(
         self,
         row_id: str,
         response: httpx2.Response,
-        body: bytes | None,
-        watcher: _Fixed | None,
+        fixed: _Fixed,
         outcome: str,
         error: BaseException | None,
         elapsed: float,
     ) -> bytes | None:
         """The durable record the row can be rebuilt from (None: meter it now instead).
 
-        It holds no request content (the prompt is only stored with ``store_content``).
-        A stream is recorded as its parsed usage; one that did not reach its final event with
-        usage (its output is then estimated from the text) is metered now instead.
+        It holds the parsed usage, ids, times, status and tags: no request content, no
+        response text (only with ``store_content``, as on the row), no headers. A response
+        without usage, or a stream that did not reach its final event (its output is then
+        estimated from the text), is metered now instead.
         """
         ctx = self.ctx
-        payload: Any
         try:
-            if watcher is not None:
-                parsed = watcher.parsed
-                if parsed.usage is None or not parsed.complete or outcome == "failed":
-                    return None
-                kind, payload = "stream", _parsed_dict(parsed, self._meter.store_content)
-            else:
-                kind, payload = "json", body.decode() if body is not None else None
+            parsed = fixed.parsed
+            if parsed.usage is None or not parsed.complete or outcome == "failed":
+                return None
+            payload = _parsed_dict(parsed, self._meter.store_content)
             ts = self._ts
+            tags = ctx.tags if type(ctx.tags) is dict else dict(ctx.tags)
             record = [
-                1, row_id, ctx.call_id, self.number,
-                _epoch_us(ts), elapsed, ctx.provider, ctx.price_provider, ctx.endpoint, ctx.requested_model,
-                ctx.stream, response.status_code, ctx.content_type, outcome,
+                1, row_id, ctx.call_id, self.number, _epoch_us(ts), elapsed, ctx.provider,
+                ctx.price_provider, ctx.endpoint, ctx.requested_model, ctx.stream,
+                response.status_code, ctx.content_type, outcome,
                 type(error).__name__ if error is not None else None,
                 clip(str(error)) if error is not None else None,
-                ctx.tags if type(ctx.tags) is dict else dict(ctx.tags), self._body_hash, _row_fields(ctx.row), ctx.service_tier, ctx.api_url,
-                ctx.prompt_text, kind, payload,
+                tags, self._body_hash, _row_fields(ctx.row), ctx.service_tier, ctx.api_url,
+                ctx.prompt_text, "parsed", payload,
             ]
             return _dumps(record).encode() + b"\n"
         except Exception as exc:  # anything not plain JSON (a step's own field): meter it now
-            log.debug('finops: no pending record: %r', exc)
+            log.debug("finops: no pending record: %r", exc)
             return None
 
     # -- building the row ----------------------------------------------------------------
@@ -879,12 +892,9 @@ def _rebuild(meter: Meter, record: list[Any]) -> LedgerRow:
         int(http_status), headers={"content-type": content_type} if content_type else None
     )
     error = _Replayed(error_text) if error_type else None
-    if kind == "stream":
-        watcher: StreamWatcher | None = _Fixed(_parsed_from(payload))
-        body = None
-    else:
-        watcher, body = None, payload.encode() if payload is not None else None
-    row = attempt._row(row_id, response, body, watcher, outcome, error, float(elapsed))
+    del kind  # "parsed": what the response said, parsed on the caller's thread
+    watcher = _Fixed(_parsed_from(payload))
+    row = attempt._row(row_id, response, None, watcher, outcome, error, float(elapsed))
     if error is not None:
         row.error_type = error_type if row.error_type == "_Replayed" else row.error_type
     for name, value in ctx.row.items():

@@ -243,6 +243,10 @@ def test_every_pending_record_rebuilds_its_row(devserver: Any, tmp_path: Path) -
             for path in sorted((tmp_path / "l.duckdb.spool" / PENDING_DIR).glob("*.jsonl"))
             for line in path.read_bytes().splitlines()
         ]
+        for line in lines:  # no prompt, no answer text (store_content is off), no key
+            assert b"Count the tokens" not in line and b"hello" not in line
+            assert b"sk-test" not in line and b"AKIDEXAMPLE" not in line
+            assert b'"output_text":null' in line or line.startswith(b"[2,")
         rebuilt = {}
         for line in lines:
             record = decode_record(line)
