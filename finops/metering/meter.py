@@ -271,6 +271,11 @@ class Meter:
         error: str | None,
         message: str | None,
     ) -> None:
+        try:
+            if call.estimate is None and call.estimate_later is not None:
+                call.estimate_later(call, b"")
+        except Exception as exc:
+            _warn(f"estimating call {call.call_id} failed: {exc!r}")
         self.record(
             call,
             _usage_row(self, call, row_id, attempt, ts, elapsed, status, http_status, usage,
