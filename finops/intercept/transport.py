@@ -181,11 +181,13 @@ class _SyncStream(httpx2.SyncByteStream):
         self._response = response
         self._watch = watch
         self._source: Iterator[bytes] | None = None
+        #: no ``content-encoding`` to undo: the transport's stream is read as it is
+        self.identity = True
 
     def __iter__(self) -> Iterator[bytes]:
         if self._source is None:
             stream = self._response.stream
-            if _identity(self._response) and isinstance(stream, httpx2.SyncByteStream):
+            if self.identity and isinstance(stream, httpx2.SyncByteStream):
                 # nothing to decode: read the transport's stream itself, not through a
                 # second layer of httpx2's decoder and chunker generators (per chunk)
                 self._source = iter(stream)
@@ -220,11 +222,12 @@ class _AsyncStream(httpx2.AsyncByteStream):
         self._response = response
         self._watch = watch
         self._source: AsyncIterator[bytes] | None = None
+        self.identity = True
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         if self._source is None:
             stream = self._response.stream
-            if _identity(self._response) and isinstance(stream, httpx2.AsyncByteStream):
+            if self.identity and isinstance(stream, httpx2.AsyncByteStream):
                 self._source = aiter(stream)
             else:
                 self._source = self._response.aiter_bytes()
@@ -250,16 +253,6 @@ class _AsyncStream(httpx2.AsyncByteStream):
             self._watch.end("closed_early")
 
 
-def _identity(response: httpx2.Response) -> bool:
-    """Whether the body arrives as it is (no ``content-encoding`` to undo)."""
-    encoding = response.headers.get("content-encoding")
-    return not encoding or encoding.strip().lower() == "identity"
-
-
-def _headers(response: httpx2.Response) -> list[tuple[bytes, bytes]]:
-    return [(k, v) for k, v in response.headers.raw if k.lower() not in _DROP_HEADERS]
-
-
 def _replay(served: Served, request: httpx2.Request) -> httpx2.Response:
     """The response of a request answered by a step (nothing was sent)."""
     return httpx2.Response(
@@ -276,10 +269,19 @@ def _wrap(
     stream_type: type[_SyncStream] | type[_AsyncStream],
 ) -> httpx2.Response:
     watch = _Watch(attempt, response)
+    stream = stream_type(response, watch)
+    headers = []
+    for key, value in response.headers.raw:  # one pass (each Headers.get is a scan)
+        name = key.lower()
+        if name in _DROP_HEADERS:
+            if name == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+                stream.identity = False
+            continue
+        headers.append((key, value))
     return httpx2.Response(
         response.status_code,
-        headers=_headers(response),
-        stream=stream_type(response, watch),
+        headers=headers,
+        stream=stream,
         extensions=response.extensions,
     )
 

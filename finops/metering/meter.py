@@ -385,7 +385,7 @@ class ClientHook:
 class MeteredAttempt:
     """One HTTP attempt of a call; becomes one ledger row."""
 
-    __slots__ = ("_body_hash", "_content", "_meter", "_t0", "_ts", "ctx", "number")
+    __slots__ = ("_body_hash", "_content", "_ctype", "_meter", "_t0", "_ts", "ctx", "number")
 
     def __init__(self, meter: Meter, ctx: Call, request: httpx2.Request) -> None:
         self._meter = meter
@@ -398,6 +398,7 @@ class MeteredAttempt:
         except httpx2.RequestNotRead:
             content = b""
         self._content = content
+        self._ctype: str | None | bool = False  # the response's content-type, once read
         self._body_hash = hashlib.sha256(content).hexdigest() if content else None
 
     @property
@@ -412,9 +413,10 @@ class MeteredAttempt:
 
     def watcher(self, response: httpx2.Response) -> StreamWatcher | None:
         """Watch SSE bodies of successful responses; JSON bodies are parsed at the end."""
+        self._ctype = ctype = response.headers.get("content-type")
         if response.status_code >= 400:
             return None
-        kind = response.headers.get("content-type", "")
+        kind = ctype or ""
         binary = EVENTSTREAM in kind  # AnthropicBedrock streams: AWS event-stream frames
         if "text/event-stream" not in kind and not binary:
             return None
@@ -438,7 +440,10 @@ class MeteredAttempt:
         elapsed = time.perf_counter() - self._t0
         ctx = self.ctx
         if response is not None:
-            ctx.content_type = response.headers.get("content-type")
+            ctype = self._ctype
+            ctx.content_type = (
+                ctype if ctype is not False else response.headers.get("content-type")  # type: ignore[assignment]
+            )
         if ctx.capture:
             ctx.body = raw if raw is not None else body
         meter = self._meter
