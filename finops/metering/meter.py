@@ -398,7 +398,7 @@ class MeteredAttempt:
         except httpx2.RequestNotRead:
             content = b""
         self._content = content
-        self._ctype: str | None | bool = False  # the response's content-type, once read
+        self._ctype: str | bool | None = False  # the response's content-type, once read
         self._body_hash = hashlib.sha256(content).hexdigest() if content else None
 
     @property
