@@ -217,8 +217,9 @@ class Deferred:
             if seg is not None and seg.rows and (
                 seg.rows >= self.rotate_rows or time.monotonic() - self._opened >= self.rotate_s
             ):
-                self._current = None  # the next submit opens a new file
+                self._current = None
                 self._retire_locked(seg)
+                self._open_locked()  # here, not in the next call's thread
         if time.monotonic() >= self._next_scan:
             self.replay_orphans()
 
