@@ -35,11 +35,8 @@ import json
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from finops.metering.rows import fill_cost, fill_usage, new_id
-from finops.providers.base import INVALID
 from finops.providers.bedrock import (
     assemble_converse_events,
     body_usage,
@@ -48,10 +45,9 @@ from finops.providers.bedrock import (
     invocation_usage,
     model_id,
 )
-from finops.providers.hosts import amend_row, route_for
+from finops.providers.hosts import route_for
 
 if TYPE_CHECKING:
-    from finops.ledger.row import LedgerRow
     from finops.metering import ClientHook, Meter
     from finops.pipeline import Pipeline
     from finops.pipeline.call import Call
@@ -303,48 +299,10 @@ class _Metering:
         error: str | None = None,
         message: str | None = None,
     ) -> None:
-        elapsed = time.perf_counter() - t0
-        from finops.ledger.row import LedgerRow
-
-        row: LedgerRow = LedgerRow(
-            row_id=new_id(),
-            call_id=call.call_id,
-            attempt=call.next_attempt(),
-            ts_start=ts,
-            ts_end=ts + timedelta(seconds=elapsed),
-            latency_ms=elapsed * 1000.0,
-            provider=call.price_provider or call.provider,
-            endpoint=call.endpoint,
-            status=status,
-            requested_model=call.requested_model,
-            served_model=call.requested_model,
-            stream=call.stream,
-            http_status=http_status,
-            error_type=error,
-            error_message=message[:500] if message else None,
-            tags=dict(call.tags),
-            prompt_text=call.prompt_text,
+        self.meter.finish_usage(
+            call, ts, time.perf_counter() - t0, status, http_status, usage,
+            error=error, message=message,
         )
-        if usage is None and status in ("ok", "cancelled"):
-            est = getattr(call.estimate, "input_tokens", None)
-            if est is not None:
-                from finops.usage import Usage
-
-                usage = Usage(input_tokens=int(est), estimated=True)
-        if usage is not None:
-            fill_usage(row, usage)
-            cost = self.meter.price(call, call.requested_model, usage, ts)
-            fill_cost(row, cost)
-            from finops.providers.base import Parsed
-
-            amend_row(row, call.host, Parsed(usage=usage), cost)
-            if usage.mismatch and usage.mismatch.startswith(INVALID):
-                row.pricing_status = "invalid_usage"  # counts were not numbers: never trusted
-            if cost.status == "unknown_model":
-                self.meter.warn_unknown(call.requested_model)
-        call.complete = status == "ok"
-        self.meter.record(call, row)
-        self.meter.end_call(call)
 
 
 def _keep(call: Call, data: bytes | None, headers: Mapping[str, str] | None) -> None:

@@ -76,6 +76,9 @@ class Call:
     row: dict[str, Any] = field(default_factory=dict)  # LedgerRow fields for every row
     strip_usage_chunk: bool = False  # finops injected include_usage: hide that chunk
     estimate: Any = None  # finops.tokens.Estimate, when a step estimated the request
+    #: ``f(call, request_body)``: an estimate nothing needs before the network, made when
+    #: the row is built (off the caller's thread) from the request body as it was sent.
+    estimate_later: Any = None
     reservation: Any = None  # finops.budgets.Reservation, when a budget applies
     capture: bool = False  # keep the raw response bytes for the steps' ``after``
     served: Served | None = None  # answer provided by a step; nothing is sent
