@@ -6,10 +6,12 @@ segment twice (a replay after a crash between ingest and delete) never adds a ro
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,6 +21,11 @@ from finops.ledger.layout import SEGMENT_PREFIX, parts_dir_for, publish_part
 from finops.ledger.spool import select_sql
 
 __all__ = ["DirectoryStore", "Store"]
+
+
+def _one_segment(seg: Path, strict: bool) -> str:
+    return select_sql([seg], strict=strict)
+
 
 log = logging.getLogger("finops.ledger")
 
@@ -79,19 +86,37 @@ class DirectoryStore:
         if not replay:
             for seg in segments:
                 dest = self.parts / f"{SEGMENT_PREFIX}{seg.stem}.parquet"
-                publish_part(self._wcon, select_sql([seg]), dest, sync=self.sync)
+                self._publish(functools.partial(_one_segment, seg), dest)
             return
-        select = (
-            f"SELECT * FROM ({select_sql(segments)}) AS s "
-            "WHERE s.row_id NOT IN (SELECT row_id FROM calls WHERE row_id IS NOT NULL) "
-            "QUALIFY row_number() OVER (PARTITION BY s.row_id) = 1"
-        )
+
+        def select(strict: bool) -> str:
+            return (
+                f"SELECT * FROM ({select_sql(segments, strict=strict)}) AS s "
+                "WHERE s.row_id NOT IN (SELECT row_id FROM calls WHERE row_id IS NOT NULL) "
+                "QUALIFY row_number() OVER (PARTITION BY s.row_id) = 1"
+            )
+
         dest = (
             self.parts / f"{SEGMENT_PREFIX}replay-{segments[0].stem}-{os.urandom(3).hex()}.parquet"
         )
-        [(n,)] = self._wcon.execute(f"SELECT count(*) FROM ({select})").fetchall()
+        [(n,)] = self._wcon.execute(f"SELECT count(*) FROM ({select(False)})").fetchall()
         if n:
-            publish_part(self._wcon, select, dest, sync=self.sync)
+            self._publish(select, dest)
+
+    def _publish(self, select: Callable[[bool], str], dest: Path) -> None:
+        """Publish ``select(True)`` (plain CASTs, the fast form); if a malformed value makes
+        it raise, publish ``select(False)`` (TRY_CASTs: that value becomes NULL)."""
+        import duckdb
+
+        try:
+            publish_part(self._wcon, select(True), dest, sync=self.sync)
+        except (duckdb.DataError, duckdb.InvalidInputException) as exc:
+            log.info(
+                "finops ledger: a malformed value in %s (%s); ingested with TRY_CAST",
+                dest.name,
+                exc,
+            )
+            publish_part(self._wcon, select(False), dest, sync=self.sync)
 
     def query(self, sql: str, params: list[Any] | None) -> list[tuple[Any, ...]]:
         """Run SQL in this process's in-memory reader (views over the parts, no file lock)."""
