@@ -16,11 +16,18 @@ import fcntl
 import logging
 import os
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
 from finops.errors import MigrationError
-from finops.ledger.layout import COMPACTED_PREFIX, ensure_schema_seed, publish_part, view_sql
+from finops.ledger.layout import (
+    COMPACTED_PREFIX,
+    ensure_schema_seed,
+    publish_part,
+    reader_lock,
+    view_sql,
+)
 from finops.ledger.migrations import MIGRATIONS, migrate
 
 __all__ = ["CatalogStatus", "ensure_catalog", "install", "pending_migrations"]
@@ -182,10 +189,18 @@ def ensure_catalog(path: Path, parts: Path, *, timeout_s: float = 10.0) -> Catal
         os.close(fd)
 
 
-def memory_catalog(parts: Path, *, threads: int = 1) -> Any:
-    """An in-memory DuckDB connection with the ledger's views over ``parts`` (no file lock)."""
+def memory_catalog(parts: Path, *, threads: int = 1, hold_readers_lock: bool = False) -> Any:
+    """An in-memory DuckDB connection with the ledger's views over ``parts`` (no file lock).
+
+    ``hold_readers_lock``: hold the readers' lock (:data:`finops.ledger.layout.READERS_LOCK`)
+    shared until the connection is garbage-collected, so compaction defers deleting
+    replaced parts meanwhile (an analyst's connection, whose queries finops cannot wrap).
+    """
     import duckdb
 
     con = duckdb.connect(":memory:", config={"threads": threads})
+    if hold_readers_lock:
+        fd = reader_lock(parts)
+        weakref.finalize(con, os.close, fd)
     install(con, parts, export=False)
     return con

@@ -139,6 +139,8 @@ class Ledger:
         # checked without DuckDB is checked now and raises ConfigError.
         self._check_location()
         self._store: Store | None = None
+        self._store_wanted = False  # a flush() or query() is waiting for the store
+        self._store_due = time.monotonic() + orphan_scan_s  # open by then in any case
         self._store_kw: dict[str, Any] = {
             "duckdb_threads": duckdb_threads,
             "compact_interval_s": compact_interval_s,
@@ -388,6 +390,7 @@ class Ledger:
                 return True
             if self._stop:
                 return self._ingested >= target
+            self._store_wanted = True
             self._wake_now = True
             self._cv.notify_all()
             # Done when the rows are in and the store is open (readers can open the catalog).
@@ -539,8 +542,25 @@ class Ledger:
                 self._segment = self._new_segment()
             return self._appended
 
-    def _cycle(self) -> None:
-        self._ensure_store()
+    def _needs_store(self, stopping: bool) -> bool:
+        """Whether this cycle must open the store: rows to write, a flush or close waiting,
+        segments a dead process left, or ``orphan_scan_s`` since start. Until then DuckDB is
+        not imported at all (a process start pays nothing for it)."""
+        if stopping or self._store_wanted or self._appended or self._backlog:
+            return True
+        if time.monotonic() >= self._store_due:
+            return True
+        with contextlib.suppress(OSError):
+            for path in self.spool_dir.glob("*" + SUFFIX):
+                if not path.name.startswith(self._prefix):
+                    return True
+        return False
+
+    def _cycle(self, *, stopping: bool = False) -> None:
+        if self._store is None:
+            if not self._needs_store(stopping):
+                return
+            self._ensure_store()
         covered = self._rotate()
         with self._append_lock:
             self._closed_segments = [self._revive_locked(s) for s in self._closed_segments]
@@ -579,7 +599,7 @@ class Ledger:
                 self._next_orphan_scan = 0.0
             try:
                 if self._fatal is None:
-                    self._cycle()
+                    self._cycle(stopping=stopping)
                 backoff = 0.0
                 delay = self.flush_interval_s if self._fatal is None else self.max_backoff_s
             except MigrationError as exc:  # retrying cannot help: say so once, loudly
