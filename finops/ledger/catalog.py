@@ -37,6 +37,8 @@ log = logging.getLogger("finops.ledger")
 _SCHEMA_TABLE = "_finops_calls_schema"
 _LAYOUT_TABLE = "_finops_layout"
 LEGACY_PART = f"{COMPACTED_PREFIX}legacy.parquet"
+#: The storage format new catalog files are written in (readable by DuckDB >= 1.0).
+CATALOG_STORAGE = "v1.0.0"
 
 
 def _calls_kind(con: Any) -> str | None:
@@ -173,7 +175,11 @@ def ensure_catalog(path: Path, parts: Path, *, timeout_s: float = 10.0) -> Catal
                     return CatalogStatus(False, "another finops process is migrating the catalog")
                 time.sleep(0.02)
         try:
-            con = duckdb.connect(str(path))
+            # A new catalog is written in DuckDB's v1.0 storage format: it holds only views
+            # and two small tables, and so any DuckDB from 1.0 on (an analyst's older CLI)
+            # can open it. An existing file keeps the format it has.
+            config = {} if path.exists() else {"storage_compatibility_version": CATALOG_STORAGE}
+            con = duckdb.connect(str(path), config=config)
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
             if "lock" not in str(exc).lower():
                 raise

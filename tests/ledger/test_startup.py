@@ -88,3 +88,35 @@ def test_a_malformed_value_becomes_null_and_the_batch_lands(tmp_path: Path, make
         got = dict(ledger.query("SELECT row_id, cost_output FROM calls ORDER BY row_id"))
     assert set(got) == {"row-1", "row-2", "row-3", "row-4"}
     assert got["row-4"] is None and str(got["row-3"]) == "0.002000000000"
+
+
+def _old_duckdb_cli() -> list[str] | None:
+    """The DuckDB CLI of the ``duckdb-cli`` package (1.5.x here), when installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("duckdb_cli")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    binary = Path(next(iter(spec.submodule_search_locations))) / "duckdb"
+    return [str(binary)] if binary.exists() else None
+
+
+def test_a_new_catalog_opens_in_older_duckdb(tmp_path: Path, make_row) -> None:
+    """New catalog files use DuckDB's v1.0 storage format (header version 64), which every
+    DuckDB from 1.0 on reads; checked with an older CLI when ``duckdb-cli`` is installed."""
+    path = tmp_path / "old.duckdb"
+    with Ledger(path) as ledger:
+        ledger.append(make_row(1, tags={"team": "search"}))
+        assert ledger.flush(timeout_s=30)
+    header = path.read_bytes()[:20]
+    assert header[8:12] == b"DUCK" and int.from_bytes(header[12:20], "little") == 64
+    cli = _old_duckdb_cli()
+    if cli is None:
+        pytest.skip("duckdb-cli is not installed (pip install duckdb-cli==1.5.6)")
+    out = subprocess.run(
+        [*cli, "-readonly", "-csv", "-noheader", str(path),
+         "SELECT count(*), any_value(tags['team']), sum(cost) FROM calls, spend_by_day"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().split(",")[:2] == ["1", "search"]
