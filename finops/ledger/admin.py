@@ -171,6 +171,7 @@ def compact(path: str | Path, *, grace_s: float = 300.0, min_age_s: float = 0.0)
     import duckdb
 
     con = duckdb.connect(":memory:", config={"threads": 2})
+    con.execute("SET enable_progress_bar = false")
     try:
         return _compact(con, parts_dir_for(Path(path)), grace_s=grace_s, min_age_s=min_age_s)
     finally:

@@ -204,7 +204,10 @@ def memory_catalog(parts: Path, *, threads: int = 1, hold_readers_lock: bool = F
     """
     import duckdb
 
+    # No progress bar: DuckDB would draw one on the application's stdout during a long
+    # ingest or compaction (it did, for a 200,000-row segment).
     con = duckdb.connect(":memory:", config={"threads": threads})
+    con.execute("SET enable_progress_bar = false")
     if hold_readers_lock:
         fd = reader_lock(parts)
         weakref.finalize(con, os.close, fd)
