@@ -178,7 +178,9 @@ def ensure_catalog(path: Path, parts: Path, *, timeout_s: float = 10.0) -> Catal
             # A new catalog is written in DuckDB's v1.0 storage format: it holds only views
             # and two small tables, and so any DuckDB from 1.0 on (an analyst's older CLI)
             # can open it. An existing file keeps the format it has.
-            config = {} if path.exists() else {"storage_compatibility_version": CATALOG_STORAGE}
+            config: dict[str, Any] = (
+                {} if path.exists() else {"storage_compatibility_version": CATALOG_STORAGE}
+            )
             con = duckdb.connect(str(path), config=config)
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
             if "lock" not in str(exc).lower():
