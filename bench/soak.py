@@ -177,8 +177,6 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     # The ledger imports DuckDB and opens its catalog on the writer's first cycle with work
     # (not in FinOps()): let that one-time load finish before the start figure.
     fo.flush(timeout_s=60)
-    # Likewise the tokenizer (its warm-up thread starts 0.5 s after FinOps()): load it now.
-    fo.estimate({"model": "gpt-4o", "messages": [{"role": "user", "content": "warm"}]})
     import gc
 
     gc.collect()

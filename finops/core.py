@@ -165,13 +165,9 @@ class FinOps:
         )
         self._closed = False
         if self.estimate_mode != "off":
-            # Loading a BPE table takes ~0.4 s: do it off the caller's thread rather than
-            # inside the first metered call, but not during the process start either (it
-            # holds the GIL: started at once it made FinOps() + wrap ~0.4 s slower; a call
-            # made before it ran loads the table itself, as without a warm-up).
-            warm = threading.Timer(_WARMUP_DELAY_S, _warm_tokenizer)
-            warm.name, warm.daemon = "finops-warmup", True
-            warm.start()
+            # Loading a BPE table takes ~0.4 s: do it now, off the caller's thread, rather
+            # than inside the first metered call.
+            threading.Thread(target=_warm_tokenizer, name="finops-warmup", daemon=True).start()
 
     @property
     def steps(self) -> list[str]:
@@ -263,10 +259,6 @@ class FinOps:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-#: Seconds after ``FinOps(...)`` at which the tokenizer is loaded in the background.
-_WARMUP_DELAY_S = 0.5
 
 
 def _warm_tokenizer() -> None:
