@@ -134,6 +134,7 @@ class Ledger:
         self._next_orphan_scan = 0.0
         self._last_error: str | None = None
         self._flush_hooks: list[Any] = []
+        self._replayed = False  # the first look for dead processes' segments has been made
         # The store (DuckDB, the catalog, PostgreSQL) is opened by the writer's first cycle
         # or the first query, not here: `import duckdb` and the catalog check cost ~150 ms
         # that a process start should not pay (docs/ledger.md "Start-up"). What can be
@@ -435,7 +436,7 @@ class Ledger:
             start_cycle = self._cycles
             if self._fatal is not None:
                 raise MigrationError(self._fatal)
-            if self._ingested >= target and self._store is not None:
+            if self._ingested >= target and self._store is not None and self._replayed:
                 return True
             if self._stop:
                 return self._ingested >= target
@@ -443,7 +444,7 @@ class Ledger:
             self._wake_now = True
             self._cv.notify_all()
             # Done when the rows are in and the store is open (readers can open the catalog).
-            while self._ingested < target or self._store is None:
+            while self._ingested < target or self._store is None or not self._replayed:
                 if self._fatal is not None:
                     raise MigrationError(self._fatal)
                 if self._stop:
@@ -569,6 +570,7 @@ class Ledger:
             else:
                 orphans.append(seg)
         if not orphans:
+            self._replayed = True
             return
         try:
             with self._store_lock:
@@ -580,6 +582,7 @@ class Ledger:
             raise
         for seg in orphans:
             seg.remove()
+        self._replayed = True
         log.info("finops ledger: replayed %d spool segment(s) left behind", len(orphans))
 
     def _rotate(self) -> int:
@@ -621,13 +624,23 @@ class Ledger:
                     del self._closed_segments[: len(pending)]
                 for seg in pending:
                     seg.remove()
+        # Segments dead processes left are replayed before waiters are told, so a flush()
+        # on a freshly (re)started ledger also covers them (the store opens lazily now, so
+        # there is no replay at construction). A failed replay does not hold back this
+        # process's own rows: it is raised after they are announced, and retried.
+        replay_error: Exception | None = None
+        if time.monotonic() >= self._next_orphan_scan:
+            try:
+                self._replay_orphans()
+            except Exception as exc:
+                replay_error = exc
         with self._cv:
             self._ingested = covered
             self._failing = False
             self._last_error = None
             self._cv.notify_all()
-        if time.monotonic() >= self._next_orphan_scan:
-            self._replay_orphans()
+        if replay_error is not None:
+            raise replay_error
         with self._store_lock:
             self.store.maintain()
 
