@@ -666,6 +666,10 @@ class SemanticIndex:
     def __len__(self) -> int:
         return sum(s.n for s in self._shards.values())
 
+    def has(self, key: str) -> bool:
+        """Whether an entry's key is indexed."""
+        return key in self._seen
+
     def add(self, context: str, key: str, text: str, vector: Vectors) -> None:
         """Index one stored entry (once per key)."""
         with self._lock:

@@ -90,6 +90,8 @@ class ResponseCache:
         self._guard: Guard | None = None
         self._index: SemanticIndex | None = None
         self._index_lock = threading.Lock()
+        self._log_cursor: str | None = None  # None: the index is not loaded yet
+        self._refreshed = 0.0
         if config.semantic:
             self._setup_semantic()
 
@@ -116,23 +118,36 @@ class ResponseCache:
         self._index = SemanticIndex(dim=int(embedder.dim))
 
     def _loaded_index(self) -> SemanticIndex:
-        """The semantic index, filled from the store on first use (entries of any process)."""
+        """The semantic index: filled from the store on first use (entries of any process),
+        then brought up to date from the store's change log at most every
+        ``semantic_refresh`` seconds (entries other processes added since)."""
         assert self._index is not None
         with self._index_lock:
-            if getattr(self, "_index_loaded", False):
-                return self._index
-            for key in list(self.store.store.keys()):
-                data = self.store.store.get(key)
-                if data is None:
-                    continue
-                try:
-                    entry = Entry.decode(data, with_body=False)
-                except (ValueError, KeyError):
-                    continue
-                if entry.context and entry.text is not None and entry.vector is not None:
-                    self._index.add(entry.context, key, entry.text, entry.vector)
-            self._index_loaded = True
+            store = self.store.store
+            if self._log_cursor is None:
+                cursor = store.log_cursor()  # before the scan: what is added meanwhile is re-read
+                for key in list(store.keys()):
+                    self._index_entry(key)
+                self._log_cursor, self._refreshed = cursor, self._clock()
+            elif self._clock() - self._refreshed >= self.config.semantic_refresh_s:
+                self._refreshed = self._clock()
+                keys, self._log_cursor = store.log_read(self._log_cursor)
+                for key in keys:
+                    if not self._index.has(key):
+                        self._index_entry(key)
         return self._index
+
+    def _index_entry(self, key: str) -> None:
+        assert self._index is not None
+        data = self.store.store.get(key)
+        if data is None:
+            return
+        try:
+            entry = Entry.decode(data, with_body=False)
+        except (ValueError, KeyError):
+            return
+        if entry.context and entry.text is not None and entry.vector is not None:
+            self._index.add(entry.context, key, entry.text, entry.vector)
 
     # -- lookup / store ------------------------------------------------------------------
     def key_of(self, call: Call) -> RequestKey:
@@ -231,6 +246,10 @@ class ResponseCache:
         self.store.set(key.exact, entry.encode(), ttl_s=self._ttl)
         if self._index is not None and vector is not None and key.context is not None:
             self._index.add(key.context, key.exact, key.text or "", vector)
+            try:  # tell the other processes sharing the store
+                self.store.store.log_append(key.exact, ttl_s=self._ttl)
+            except Exception as exc:  # the entry is stored; others find it after a restart
+                log.warning("finops: cache change log not written (%r)", exc)
         return entry
 
     def close(self) -> None:

@@ -241,3 +241,147 @@ def test_semantic_hit_through_the_sdk(tmp_path: Path, devserver: DevServer) -> N
         assert sum(r.method == "POST" for r in devserver.requests) == 5
     finally:
         fo2.close()
+
+
+_ASKER = """
+import json, sys, openai, finops
+store, base, ledger = sys.argv[1:4]
+fo = finops.FinOps(ledger=ledger, cache=finops.Cache(store=store, semantic=True, semantic_refresh=0))
+client = fo.wrap(openai.OpenAI(api_key="sk-test", base_url=base, max_retries=0))
+for line in sys.stdin:
+    r = client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "system", "content": "FAQ bot"}, {"role": "user", "content": line.strip()}],
+    )
+    print(json.dumps(r.choices[0].message.content), flush=True)
+fo.close()
+"""
+
+
+class _Asker:
+    """A long-lived process asking through the real SDK with a semantic cache."""
+
+    def __init__(self, store: str, base: str, ledger: Path) -> None:
+        import subprocess
+        import sys
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _ASKER, store, base, str(ledger)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def ask(self, prompt: str) -> str:
+        import json
+
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(prompt + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line, "the asking process died"
+        return str(json.loads(line))
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(60)
+
+
+def _running_processes_share_semantic_entries(store: str, devserver: DevServer, tmp: Path) -> None:
+    posts = lambda: sum(r.method == "POST" for r in devserver.requests)  # noqa: E731
+    a = _Asker(store, devserver.openai_base_url, tmp / "a.duckdb")
+    b = _Asker(store, devserver.openai_base_url, tmp / "b.duckdb")
+    try:
+        b.ask("What is the capital of France?")  # b's index is loaded (and holds its own entry)
+        a.ask("What is the capital of France?")  # exact hit on b's entry
+        assert posts() == 1
+        first = a.ask("How can I learn Python quickly?")  # a stores it while b runs
+        assert posts() == 2
+        # b, not restarted, finds a's entry semantically
+        assert b.ask("How can I learn Python fast?") == first
+        assert posts() == 2
+        assert b.ask("How do I turn the heating off?") != first and posts() == 3
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.slow
+def test_running_processes_share_semantic_entries(tmp_path: Path, devserver: DevServer) -> None:
+    _running_processes_share_semantic_entries(
+        f"diskcache://{tmp_path / 'shared'}", devserver, tmp_path
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_running_processes_share_semantic_entries_redis(
+    tmp_path: Path, devserver: DevServer, redis_url: str
+) -> None:
+    _running_processes_share_semantic_entries(redis_url, devserver, tmp_path)
+
+
+class _Embedder:
+    name = "letters"
+    dim = 26
+
+    def embed(self, texts: list[str]) -> np.ndarray:  # type: ignore[type-arg]
+        out = np.zeros((len(texts), 26), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for c in t.lower():
+                if "a" <= c <= "z":
+                    out[i, ord(c) - 97] += 1
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def test_index_refresh_interval(tmp_path: Path) -> None:
+    """Entries another process adds are read from the change log at most every
+    ``semantic_refresh`` seconds (injected clock)."""
+    from finops.cache.key import request_key
+    from finops.cache.step import ResponseCache
+
+    now = [1000.0]
+    config = finops.Cache(
+        store=f"diskcache://{tmp_path / 'c'}",
+        semantic=True,
+        embedder=_Embedder(),
+        semantic_refresh="10s",
+    )
+    writer = ResponseCache(config, clock=lambda: now[0])
+    reader = ResponseCache(config, clock=lambda: now[0])
+
+    def key(text: str):  # type: ignore[no-untyped-def]
+        return request_key(
+            wire="openai",
+            endpoint="chat.completions",
+            kwargs={"model": "m", "messages": [{"role": "user", "content": text}]},
+            tenant="",
+        )
+
+    body = (
+        b'{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,'
+        b'"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],'
+        b'"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}'
+    )
+    put = lambda text: writer.put(  # noqa: E731
+        key=key(text),
+        endpoint="chat.completions",
+        body=body,
+        content_type="application/json",
+        tags={},
+    )
+    assert put("first entry") is not None
+    assert len(reader._loaded_index()) == 1  # loaded from the store
+    put("second entry")
+    assert len(reader._loaded_index()) == 1  # not yet: refreshed at most every 10 s
+    now[0] += 10
+    assert len(reader._loaded_index()) == 2
+    assert reader._index is not None and reader._index.has(key("second entry").exact)
+    put("third entry")
+    now[0] += 5
+    assert len(reader._loaded_index()) == 2
+    now[0] += 5
+    assert len(reader._loaded_index()) == 3
+    writer.close()
+    reader.close()

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import shutil
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import finops
 from finops.cache.config import Cache, load_cache, parse_duration, parse_size
-from finops.cache.store import DiskStore, MemoryStore, RedisStore, TieredStore, open_store
+from finops.cache.store import (
+    DiskStore,
+    MemoryStore,
+    RedisStore,
+    Store,
+    TieredStore,
+    open_store,
+)
 from finops.errors import ConfigError
 
 
@@ -168,38 +172,6 @@ def test_concurrent_misses_do_not_corrupt(tmp_path: Path, devserver: finops.DevS
     assert _child(store, devserver.openai_base_url, "the same cold prompt", tmp_path / "z.duckdb")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture()
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server is not installed")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        import redis
-
-        client = redis.Redis(port=port)
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
 @pytest.mark.redis
 def test_redis_store(redis_url: str) -> None:
     s = open_store(redis_url, max_bytes=0)
@@ -214,3 +186,37 @@ def test_redis_store(redis_url: str) -> None:
     s.delete("t:a")
     assert s.get("t:a") is None
     s.close()
+
+
+def _log_contract(a: Store, b: Store) -> None:
+    """Two handles on one shared store: what one appends the other reads, once, in order."""
+    start = b.log_cursor()
+    a.log_append("t:1", ttl_s=None)
+    a.log_append("t:2", ttl_s=None)
+    items, cursor = b.log_read(start)
+    assert items == ["t:1", "t:2"]
+    assert b.log_read(cursor) == ([], cursor)
+    a.log_append("t:3", ttl_s=None)
+    assert b.log_read(cursor)[0] == ["t:3"]
+    assert b.log_cursor() == a.log_cursor()
+    assert list(a.keys()) == [] and a.volume()[0] == 0  # the log is not an entry
+
+
+def test_disk_store_change_log(tmp_path: Path) -> None:
+    a, b = DiskStore(tmp_path / "d"), DiskStore(tmp_path / "d")
+    _log_contract(a, b)
+    a.log_append("t:gone", ttl_s=0.1)
+    cursor = b.log_cursor()
+    a.log_append("t:kept", ttl_s=None)
+    time.sleep(0.2)
+    assert b.log_read(str(int(cursor) - 1))[0] == ["t:kept"]  # expired items are skipped
+    a.close()
+    b.close()
+
+
+@pytest.mark.redis
+def test_redis_store_change_log(redis_url: str) -> None:
+    a, b = RedisStore(redis_url), RedisStore(redis_url)
+    _log_contract(a, b)
+    a.close()
+    b.close()
