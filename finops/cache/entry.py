@@ -2,7 +2,8 @@
 
 The header says how to serve the bytes (``json`` or ``sse``), when they were stored, and,
 for the semantic cache, the context key, the compared text and its vector (float16,
-base64), so another process can rebuild its index from the store alone.
+base64), so another process can rebuild its index from the store alone, and the text's
+token states (int8, base64) that a token-reading guard compares for the nearest entries.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class Entry:
     context: str | None = None
     text: str | None = None
     vector: Any = None  # np.ndarray (float32) or None
+    tokens: str | None = None  # semantic.Tokens.encode() of the text (token-reading guards)
 
     @classmethod
     def new(cls, **fields: Any) -> Entry:
@@ -59,6 +61,8 @@ class Entry:
         if self.vector is not None:
             raw = np.asarray(self.vector, dtype=np.float16).tobytes()
             head["vector"] = base64.b64encode(raw).decode("ascii")
+        if self.tokens is not None:
+            head["tokens"] = self.tokens
         return json.dumps(head, separators=(",", ":")).encode() + b"\n" + self.body
 
     @classmethod
@@ -82,6 +86,7 @@ class Entry:
             context=head.get("context"),
             text=head.get("text"),
             vector=vector,
+            tokens=head.get("tokens"),
         )
 
     def served(self, *, stream: bool) -> Served | None:

@@ -42,7 +42,7 @@ from finops.pipeline.call import Call, Outcome, Served
 from finops.pipeline.step import Step
 
 if TYPE_CHECKING:
-    from finops.cache.semantic import Embedder, Guard, SemanticIndex
+    from finops.cache.semantic import Embedder, Guard, SemanticIndex, Tokens
     from finops.ledger.row import LedgerRow
 
 __all__ = ["CacheStep", "Lookup", "ResponseCache"]
@@ -107,6 +107,13 @@ class ResponseCache:
         embedder = self.config.embedder or MiniLMEmbedder()
         if not hasattr(embedder, "embed") or not hasattr(embedder, "dim"):
             raise ConfigError("Cache(embedder=...) must implement finops.cache.semantic.Embedder")
+        if guard.uses_tokens and not callable(getattr(embedder, "embed_tokens", None)):
+            raise ConfigError(
+                f"the semantic guard {self.config.guard_file or '(shipped)'} reads token states, "
+                f"which {type(embedder).__name__} does not give (no embed_tokens): calibrate a "
+                f"guard for it (finops.cache.calibrate.calibrate(pairs, embedder=...)) and "
+                f"pass Cache(guard_file=...)"
+            )
         if guard.embedder != getattr(embedder, "name", "") and self.config.guard_file is None:
             log.warning(
                 "finops: the shipped semantic guard was calibrated for %s, not %s; "
@@ -187,8 +194,24 @@ class ResponseCache:
         assert self._embedder is not None and self._guard is not None
         assert key.context is not None and key.text is not None
         index = self._loaded_index()
-        vector = self._embedder.embed([key.text])[0]
-        match = index.lookup(key.context, key.text, vector, self._guard)
+        vector, tokens = self._embed(key.text)
+
+        def stored_tokens(stored_key: str) -> Tokens | None:
+            from finops.cache.semantic import Tokens
+
+            data = self.store.peek(stored_key)
+            if data is None:
+                return None
+            try:
+                encoded = Entry.decode(data, with_body=False).tokens
+                theirs = Tokens.decode(encoded) if encoded else None
+            except (ValueError, KeyError):
+                return None
+            return theirs
+
+        match = index.lookup(
+            key.context, key.text, vector, self._guard, tokens=tokens, stored_tokens=stored_tokens
+        )
         if match is None:
             return None
         data, tier = self.store.get(match.key)
@@ -202,6 +225,14 @@ class ResponseCache:
         if served is None:
             return None
         return Lookup("semantic_hit", key, entry, served, tier, round(match.similarity, 6))
+
+    def _embed(self, text: str) -> tuple[Any, Tokens | None]:
+        """The text's vector, and its token states when the guard reads them."""
+        assert self._embedder is not None and self._guard is not None
+        if self._guard.uses_tokens:
+            vectors, tokens = self._embedder.embed_tokens([text])  # type: ignore[attr-defined]
+            return vectors[0], tokens[0]
+        return self._embedder.embed([text])[0], None
 
     def _remaining(self, entry: Entry) -> float | None:
         if self._ttl is None:
@@ -229,9 +260,9 @@ class ResponseCache:
                     return None
             except ValueError:
                 return None
-        vector = None
+        vector = tokens = None
         if self._embedder is not None and key.context is not None and key.text is not None:
-            vector = self._embedder.embed([key.text])[0]
+            vector, tokens = self._embed(key.text)
         entry = Entry(
             id=entry_id or _new_id(),
             created=self._clock(),
@@ -242,6 +273,7 @@ class ResponseCache:
             context=key.context if vector is not None else None,
             text=key.text if vector is not None else None,
             vector=vector,
+            tokens=tokens.encode() if tokens is not None else None,
         )
         self.store.set(key.exact, entry.encode(), ttl_s=self._ttl)
         if self._index is not None and vector is not None and key.context is not None:

@@ -349,6 +349,14 @@ class TieredStore:
         self.stats.store_hits += 1
         return value, "store"
 
+    def peek(self, key: str) -> bytes | None:
+        """The value from either tier, not counted in :attr:`stats` (a candidate read)."""
+        if self.memory is not None:
+            value = self.memory.get(key)
+            if value is not None:
+                return value
+        return self.store.get(key)
+
     def promote(self, key: str, value: bytes, *, ttl_s: float | None) -> None:
         """Copy a store hit into the memory tier (with what remains of its TTL)."""
         if self.memory is not None:

@@ -14,6 +14,7 @@ from finops.cache.semantic import (
     LEXICAL_FEATURES,
     Guard,
     SemanticIndex,
+    Tokens,
     Trees,
     lexical_features,
     load_guard,
@@ -33,10 +34,11 @@ def embedder():  # type: ignore[no-untyped-def]
 
 
 def _score(embedder, guard: Guard, a: str, b: str) -> tuple[float, float]:  # type: ignore[no-untyped-def]
-    from finops.cache.semantic import pair_features
+    from finops.cache.semantic import pair_features, token_features
 
-    va, vb = embedder.embed([a, b])
-    return float(va @ vb), float(guard.score(pair_features(a, b, va, vb)))
+    (va, vb), (ta, tb) = embedder.embed_tokens([a, b])
+    tokens = np.array(token_features(ta, tb), dtype=np.float32) if guard.uses_tokens else None
+    return float(va @ vb), float(guard.score(pair_features(a, b, va, vb), tokens))
 
 
 def test_embedder_gives_unit_vectors(embedder) -> None:  # type: ignore[no-untyped-def]
@@ -334,6 +336,10 @@ class _Embedder:
                     out[i, ord(c) - 97] += 1
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
+    def embed_tokens(self, texts: list[str]) -> tuple[np.ndarray, list[Tokens]]:  # type: ignore[type-arg]
+        v = self.embed(texts)
+        return v, [Tokens.from_states(v[i : i + 1], ["x"]) for i in range(len(texts))]
+
 
 def test_index_refresh_interval(tmp_path: Path) -> None:
     """Entries another process adds are read from the change log at most every
@@ -385,3 +391,79 @@ def test_index_refresh_interval(tmp_path: Path) -> None:
     assert len(reader._loaded_index()) == 3
     writer.close()
     reader.close()
+
+
+def test_tokens_round_trip_and_alignment_features(embedder) -> None:  # type: ignore[no-untyped-def]
+    from finops.cache.semantic import TOKEN_FEATURES, token_features
+
+    (v,), (t,) = embedder.embed_tokens(["How do I turn the heating on?"])
+    assert np.allclose(v, embedder.embed(["How do I turn the heating on?"])[0], atol=1e-5)
+    back = Tokens.decode(t.encode())
+    assert np.array_equal(back.states, t.states) and np.array_equal(back.content, t.content)
+    # [CLS]/[SEP] dropped; "turn" and "heating" are content, "how do i the on ?" are not
+    assert len(t.content) == 8 and t.content.sum() == 2
+    same = token_features(t, back)
+    assert len(same) == len(TOKEN_FEATURES) and same[0] > 0.99 and same[-2] == 1.0
+    _, (a, b) = embedder.embed_tokens(
+        ["How do I turn the heating on?", "How do I turn the heating off?"]
+    )
+    changed = dict(zip(TOKEN_FEATURES, token_features(a, b), strict=True))
+    assert changed["content_min"] < same[TOKEN_FEATURES.index("content_min")]
+    with pytest.raises(ValueError):
+        Tokens.decode("AAAA")
+
+
+def test_token_guard_round_trip_and_needs_tokens() -> None:
+    from finops.cache.semantic import TOKEN_FEATURES
+
+    guard = load_guard()
+    assert guard.uses_tokens and guard.to_json()["format"] == 3
+    again = Guard.from_json(guard.to_json())
+    assert again.uses_tokens and again.threshold == guard.threshold
+    features = np.zeros(len(LEXICAL_FEATURES) + 768, dtype=np.float32)
+    with pytest.raises(ValueError, match="token features"):
+        guard.score(features)
+    assert guard.score(features, np.zeros(len(TOKEN_FEATURES), dtype=np.float32)).shape == ()
+    data = guard.to_json()
+    data["features"] = data["features"][:-1]
+    with pytest.raises(ValueError, match="other features"):
+        Guard.from_json(data)
+
+
+def test_token_guard_needs_a_token_embedder(tmp_path: Path) -> None:
+    class Plain:
+        name, dim = "plain", 3
+
+        def embed(self, texts: list[str]) -> np.ndarray:  # type: ignore[type-arg]
+            return np.ones((len(texts), 3), dtype=np.float32) / np.sqrt(3)
+
+    with pytest.raises(finops.ConfigError, match="embed_tokens"):
+        finops.FinOps(
+            ledger=tmp_path / "l.duckdb",
+            cache=finops.Cache(store="memory", semantic=True, embedder=Plain()),
+        )
+
+
+def test_index_lookup_reads_stored_tokens(embedder) -> None:  # type: ignore[no-untyped-def]
+    guard = load_guard()
+    texts = ["How can I learn Python quickly?", "How do I turn the heating off?"]
+    vecs, toks = embedder.embed_tokens(texts)
+    index = SemanticIndex(dim=384)
+    for i, t in enumerate(texts):
+        index.add("ctx", f"k{i}", t, vecs[i])
+    read: list[str] = []
+
+    def stored(key: str) -> Tokens | None:
+        read.append(key)
+        return toks[int(key[1:])]
+
+    (qv,), (qt,) = embedder.embed_tokens(["How can I learn Python fast?"])
+    match = index.lookup(
+        "ctx", "How can I learn Python fast?", qv, guard, tokens=qt, stored_tokens=stored
+    )
+    assert match is not None and match.key == "k0" and read == ["k0"]  # only those above the floor
+    assert index.lookup("ctx", "How can I learn Python fast?", qv, guard) is None  # no tokens
+    none = index.lookup(
+        "ctx", "How can I learn Python fast?", qv, guard, tokens=qt, stored_tokens=lambda k: None
+    )
+    assert none is None  # an entry without token states is never served
