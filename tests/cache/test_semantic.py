@@ -59,6 +59,10 @@ def test_embedder_gives_unit_vectors(embedder) -> None:  # type: ignore[no-untyp
         ("What is 15% of 200?", "What is 25% of 200?"),
         ("Why is my code not compiling?", "Why is my code compiling?"),
         ("Does the dog chase the cat?", "Does the cat chase the dog?"),
+        # one changed content word, no veto: the token alignment sees it
+        ("Is it safe to eat raw chicken?", "Is it safe to eat cooked chicken?"),
+        ("Can dogs eat grapes?", "Can cats eat grapes?"),
+        ("How do I install Python on Windows?", "How do I uninstall Python on Windows?"),
     ],
 )
 def test_guard_refuses_what_fools_cosine(embedder, a: str, b: str) -> None:  # type: ignore[no-untyped-def]
