@@ -201,7 +201,10 @@ class MiniLMEmbedder:
             return np.concatenate([p[0] for p in parts]), [t for p in parts for t in p[1]]
         hidden, mask, encoded = self._hidden(texts)
         states = (
-            [Tokens.from_states(hidden[i, : len(e.ids)], e.tokens) for i, e in enumerate(encoded)]
+            [
+                Tokens.from_states(hidden[i, : len(e.ids)], e.tokens, truncated=bool(e.overflowing))
+                for i, e in enumerate(encoded)
+            ]
             if tokens
             else []
         )
@@ -319,14 +322,18 @@ _FUNCTION_PIECES = frozenset(
 class Tokens:
     """The token-level states of one text (word pieces, ``[CLS]``/``[SEP]`` dropped): unit
     rows stored as int8 with a float16 scale per row, and which pieces carry content (not a
-    function word or punctuation). Stored in the cache entry; read for top-k candidates."""
+    function word or punctuation). Stored in the cache entry; read for top-k candidates.
+    ``truncated``: the text was longer than the embedder reads (its end is not in here)."""
 
     states: npt.NDArray[np.int8]  # (n, dim)
     scale: npt.NDArray[np.float16]  # (n,)
     content: npt.NDArray[np.bool_]  # (n,)
+    truncated: bool = False
 
     @classmethod
-    def from_states(cls, hidden: Vectors, pieces: Sequence[str]) -> Tokens:
+    def from_states(
+        cls, hidden: Vectors, pieces: Sequence[str], *, truncated: bool = False
+    ) -> Tokens:
         """From a text's last hidden states and word pieces (including ``[CLS]``/``[SEP]``)."""
         keep = [i for i, p in enumerate(pieces) if p not in ("[CLS]", "[SEP]", "[PAD]")]
         if not keep:
@@ -345,7 +352,7 @@ class Tokens:
             ],
             dtype=bool,
         )
-        return cls(states, (top / 127).astype(np.float16), content)
+        return cls(states, (top / 127).astype(np.float16), content, truncated)
 
     def unit(self) -> Vectors:
         """The states as float32 unit rows."""
@@ -354,11 +361,12 @@ class Tokens:
         return out
 
     def encode(self) -> str:
-        """Base64 of ``n`` (uint16), the scales, the content bits and the int8 states."""
+        """Base64 of ``n`` (uint16), ``dim`` (uint16, top bit: truncated), the scales, the
+        content bits and the int8 states."""
         n = len(self.scale)
         raw = (
             np.uint16(n).tobytes()
-            + np.uint16(self.states.shape[1]).tobytes()
+            + np.uint16(self.states.shape[1] | (0x8000 if self.truncated else 0)).tobytes()
             + self.scale.astype(np.float16).tobytes()
             + np.packbits(self.content).tobytes()
             + self.states.tobytes()
@@ -373,6 +381,7 @@ class Tokens:
             raise ValueError("not token states")
         n = int(np.frombuffer(raw[:2], dtype=np.uint16)[0])
         dim = int(np.frombuffer(raw[2:4], dtype=np.uint16)[0])
+        truncated, dim = bool(dim & 0x8000), dim & 0x7FFF
         at = 4 + 2 * n
         bits = (n + 7) // 8
         if len(raw) != at + bits + n * dim:
@@ -380,7 +389,7 @@ class Tokens:
         scale = np.frombuffer(raw[4:at], dtype=np.float16)
         content = np.unpackbits(np.frombuffer(raw[at : at + bits], dtype=np.uint8))[:n]
         states = np.frombuffer(raw[at + bits :], dtype=np.int8).reshape(n, dim)
-        return cls(states, scale, content.astype(bool))
+        return cls(states, scale, content.astype(bool), truncated)
 
 
 #: Names of the token-alignment features (:func:`token_features`), in order.
@@ -1056,7 +1065,8 @@ class SemanticIndex:
 
         A guard that ``uses_tokens`` needs the query's ``tokens`` and ``stored_tokens(key)``,
         which reads a candidate's token states (from the store entry: only the few nearest
-        are read); a candidate without them is never served."""
+        are read); a candidate without them is never served, nor is a text longer than the
+        embedder reads (its end was never compared), on either side."""
         shard = self._shards.get(context)
         if shard is None:
             return None
@@ -1065,10 +1075,12 @@ class SemanticIndex:
         if guard.uses_tokens:
             if tokens is None or stored_tokens is None:
                 return None
+            if tokens.truncated:  # its end was not read: only an exact hit may serve it
+                return None
             kept = []
             for candidate in near:
                 theirs = stored_tokens(candidate[2])
-                if theirs is not None:
+                if theirs is not None and not theirs.truncated:
                     kept.append(candidate)
                     token_rows.append(token_features(tokens, theirs))
             near = kept

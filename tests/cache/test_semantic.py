@@ -473,6 +473,28 @@ def test_index_lookup_reads_stored_tokens(embedder) -> None:  # type: ignore[no-
         "ctx", "How can I learn Python fast?", qv, guard, tokens=qt, stored_tokens=lambda k: None
     )
     assert none is None  # an entry without token states is never served
+    from dataclasses import replace
+
+    cut = replace(qt, truncated=True)  # a text longer than the embedder reads, either side
+    assert (
+        index.lookup(
+            "ctx", "How can I learn Python fast?", qv, guard, tokens=cut, stored_tokens=stored
+        )
+        is None
+    )
+    assert (
+        index.lookup(
+            "ctx",
+            "How can I learn Python fast?",
+            qv,
+            guard,
+            tokens=qt,
+            stored_tokens=lambda k: replace(toks[int(k[1:])], truncated=True),
+        )
+        is None
+    )
+    (_,), (long,) = _small_embedder().embed_tokens(["one two three four five six seven eight nine"])
+    assert long.truncated and Tokens.decode(long.encode()).truncated
 
 
 def test_int8_model_is_built_once_and_close_to_float(tmp_path: Path) -> None:
@@ -504,3 +526,9 @@ def test_int8_model_failure_falls_back_to_float(
     v = e.embed(["hello world"])
     assert v.shape == (1, 384) and e.name == "all-MiniLM-L6-v2-onnx-int8"
     assert "float" in caplog.text
+
+
+def _small_embedder():  # type: ignore[no-untyped-def]
+    from finops.cache.semantic import MiniLMEmbedder
+
+    return MiniLMEmbedder(max_tokens=6)
