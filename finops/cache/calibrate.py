@@ -27,7 +27,16 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from finops.cache.semantic import LEXICAL_FEATURES, Embedder, Guard, Trees, Vectors, pair_features
+from finops.cache.semantic import (
+    LEXICAL_FEATURES,
+    Embedder,
+    Guard,
+    Tokens,
+    Trees,
+    Vectors,
+    pair_features,
+    token_features,
+)
 from finops.errors import ConfigError
 
 __all__ = ["Calibration", "calibrate", "evaluate", "load_pairs", "wilson"]
@@ -155,7 +164,8 @@ def _fit_trees(
     x: Vectors, y: npt.NDArray[np.bool_], *, trees: int = 200, leaves: int = 15
 ) -> tuple[Trees, float]:
     """Gradient-boosted trees (scikit-learn's HistGradientBoostingClassifier, needed only to
-    calibrate) over the lexical features, exported as numpy arrays for :class:`Trees`."""
+    calibrate) over the columns of ``x`` (the lexical features, then the token features if
+    any), exported as numpy arrays for :class:`Trees`."""
     try:
         from sklearn.ensemble import HistGradientBoostingClassifier  # type: ignore[import-untyped]
     except ImportError as exc:
@@ -167,7 +177,7 @@ def _fit_trees(
     # of held-out recall on QQP; the same-words rule in Guard.score covers identical texts
     model = HistGradientBoostingClassifier(
         max_iter=trees, learning_rate=0.05, max_leaf_nodes=leaves, random_state=0
-    ).fit(x[:, : len(LEXICAL_FEATURES)].astype(np.float64), y)
+    ).fit(x.astype(np.float64), y)
     nodes = [p[0].nodes for p in model._predictors]
     width = max(len(n) for n in nodes)
     shape = (len(nodes), width)
@@ -224,12 +234,19 @@ class Calibration:
 
 
 def _features(
-    pairs: Sequence[tuple[str, str, bool]], vectors: dict[str, Vectors]
-) -> tuple[Vectors, Vectors, npt.NDArray[np.bool_]]:
+    pairs: Sequence[tuple[str, str, bool]],
+    vectors: dict[str, Vectors],
+    tokens: dict[str, Tokens] | None = None,
+) -> tuple[Vectors, Vectors, npt.NDArray[np.bool_], Vectors | None]:
     feats = np.stack([pair_features(a, b, vectors[a], vectors[b]) for a, b, _ in pairs])
     cos = feats[:, 0].copy()
     labels = np.array([d for _, _, d in pairs], dtype=bool)
-    return feats, cos, labels
+    extra = None
+    if tokens is not None:
+        extra = np.array(
+            [token_features(tokens[a], tokens[b]) for a, b, _ in pairs], dtype=np.float32
+        )
+    return feats, cos, labels, extra
 
 
 def calibrate(
@@ -242,15 +259,20 @@ def calibrate(
     held_out_share: float = 0.3,
     tune_share: float = 0.3,
     source: str = "",
-    batch: int = 32,
+    batch: int = 1,
     precomputed: dict[str, Vectors] | None = None,
     model: Model = "logistic",
+    tokens: bool | None = None,
+    precomputed_tokens: dict[str, Tokens] | None = None,
 ) -> Calibration:
     """Fit the guard on part of ``pairs``, tune its threshold, report on the held-out rest.
 
     ``model="trees"`` fits gradient-boosted trees over the lexical features (the shipped
     guard; needs scikit-learn at calibration time only), ``"logistic"`` a logistic model over
-    the lexical and embedding features."""
+    the lexical and embedding features. Texts are embedded ``batch`` at a time; the default 1
+    is how the cache embeds (the int8 model quantizes activations per input, so padding a
+    batch moves vectors slightly). ``tokens`` (trees only; default: when the embedder
+    has ``embed_tokens``) adds the token-alignment features (:data:`TOKEN_FEATURES`)."""
     if not 0 < target_false_hit < 1:
         raise ConfigError(f"target false-hit rate {target_false_hit} must be between 0 and 1")
     if len(pairs) < 200:
@@ -261,31 +283,47 @@ def calibrate(
     n_tune = int(len(rest) * tune_share)
     tune, fit = rest[:n_tune], rest[n_tune:]
 
+    if tokens is None:
+        tokens = model == "trees" and callable(getattr(embedder, "embed_tokens", None))
+    if tokens and model != "trees":
+        raise ConfigError("token features are read by the trees guard only: model='trees'")
     t0 = time.perf_counter()
     texts = sorted({t for a, b, _ in pairs for t in (a, b)}, key=len)  # less padding
     vectors: dict[str, Vectors] = dict(precomputed or {})
-    texts = [t for t in texts if t not in vectors]
+    states: dict[str, Tokens] | None = dict(precomputed_tokens or {}) if tokens else None
+    texts = [t for t in texts if t not in vectors or (states is not None and t not in states)]
     for i in range(0, len(texts), batch):
         chunk = texts[i : i + batch]
-        for text, vec in zip(chunk, embedder.embed(chunk), strict=True):
+        if states is not None:
+            vecs, toks = embedder.embed_tokens(chunk)  # type: ignore[attr-defined]
+            states.update(zip(chunk, toks, strict=True))
+        else:
+            vecs = embedder.embed(chunk)
+        for text, vec in zip(chunk, vecs, strict=True):
             vectors[text] = vec
     t_embed = time.perf_counter() - t0
 
-    x_fit, c_fit, y_fit = _features(fit, vectors)
-    x_tune, c_tune, y_tune = _features(tune, vectors)
-    x_test, c_test, y_test = _features(test, vectors)
+    x_fit, c_fit, y_fit, t_fit = _features(fit, vectors, states)
+    x_tune, c_tune, y_tune, t_tune = _features(tune, vectors, states)
+    x_test, c_test, y_test, t_test = _features(test, vectors, states)
     keep = c_fit >= cosine_floor
     trees: Trees | None = None
     if model == "trees":
         empty = np.zeros(0, dtype=np.float32)
-        trees, b = _fit_trees(x_fit[keep], y_fit[keep])
+        columns = x_fit[keep][:, : len(LEXICAL_FEATURES)]
+        if t_fit is not None:
+            columns = np.concatenate([columns, t_fit[keep]], axis=1)
+        trees, b = _fit_trees(columns, y_fit[keep])
         w, mean, scale = empty, empty, empty
     else:
         w, b, mean, scale = _fit_logistic(x_fit[keep], y_fit[keep])
-    guard0 = Guard(w, b, mean, scale, 0.0, cosine_floor, embedder.name, {}, trees=trees)
-    s_tune = np.where(c_tune >= cosine_floor, guard0.score(x_tune), 0.0).astype(np.float32)
-    threshold = _threshold(s_tune, y_tune, target_false_hit, definition)
-    s_test = np.where(c_test >= cosine_floor, guard0.score(x_test), 0.0)
+    uses = bool(tokens)
+    guard0 = Guard(
+        w, b, mean, scale, 0.0, cosine_floor, embedder.name, {}, trees=trees, uses_tokens=uses
+    )
+    s_tune = np.where(c_tune >= cosine_floor, guard0.score(x_tune, t_tune), 0.0)
+    threshold = _threshold(s_tune.astype(np.float32), y_tune, target_false_hit, definition)
+    s_test = np.where(c_test >= cosine_floor, guard0.score(x_test, t_test), 0.0)
     held = evaluate(s_test >= threshold, y_test).as_dict()
     cos_threshold = _threshold(c_tune, y_tune, target_false_hit, definition)
     cos_only = {
@@ -296,6 +334,7 @@ def calibrate(
         "source": source,
         "pairs": {"fit": len(fit), "tune": len(tune), "held_out": len(test)},
         "model": model,
+        "token_features": uses,
         "target_false_hit": target_false_hit,
         "definition": definition,
         "held_out": held,
@@ -303,7 +342,16 @@ def calibrate(
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     guard = Guard(
-        w, b, mean, scale, threshold, cosine_floor, embedder.name, provenance, trees=trees
+        w,
+        b,
+        mean,
+        scale,
+        threshold,
+        cosine_floor,
+        embedder.name,
+        provenance,
+        trees=trees,
+        uses_tokens=uses,
     )
     return Calibration(
         guard=guard,

@@ -106,6 +106,8 @@ class Cache(BaseModel):
         semantic: also serve equivalent (not only identical) requests; needs the
             ``[semantic]`` extra.
         semantic_threshold: override the calibrated guard threshold (0..1); None: shipped.
+        semantic_refresh: how often (at most) a semantic lookup first reads the entries
+            other processes added to a shared store (``"1s"``, seconds; 0: every lookup).
         guard_file: a guard written by ``finops cache calibrate``; None: the shipped one.
         embedder: an object implementing :class:`finops.cache.semantic.Embedder`
             (default: offline MiniLM int8).
@@ -122,6 +124,7 @@ class Cache(BaseModel):
     endpoints: frozenset[str] = ENDPOINTS
     semantic: bool = False
     semantic_threshold: float | None = None
+    semantic_refresh: str | float = "1s"
     guard_file: str | None = None
     embedder: Any = None
 
@@ -135,6 +138,13 @@ class Cache(BaseModel):
     @classmethod
     def _ttl(cls, value: Any) -> Any:
         parse_duration(value)
+        return value
+
+    @field_validator("semantic_refresh")
+    @classmethod
+    def _refresh(cls, value: Any) -> Any:
+        if value not in (0, "0") and parse_duration(value) is None:
+            raise ValueError("semantic_refresh must be a duration such as '1s' (0: every lookup)")
         return value
 
     @field_validator("max_size", "memory_tier")
@@ -162,6 +172,13 @@ class Cache(BaseModel):
     def ttl_s(self) -> float | None:
         """TTL in seconds (None: no expiry)."""
         return parse_duration(self.ttl)
+
+    @property
+    def semantic_refresh_s(self) -> float:
+        """Seconds between two reads of the store's change log."""
+        if self.semantic_refresh in (0, "0"):
+            return 0.0
+        return parse_duration(self.semantic_refresh) or 0.0
 
     @property
     def max_bytes(self) -> int:

@@ -2,7 +2,8 @@
 
 The header says how to serve the bytes (``json`` or ``sse``), when they were stored, and,
 for the semantic cache, the context key, the compared text and its vector (float16,
-base64), so another process can rebuild its index from the store alone.
+base64), so another process can rebuild its index from the store alone, and the text's
+token states (int8, base64) that a token-reading guard compares for the nearest entries.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Entry:
     text: str | None = None
     vector: Any = None  # np.ndarray (float32) or None
     headers: dict[str, str] | None = None  # response headers replayed with the body
+    tokens: str | None = None  # semantic.Tokens.encode() of the text (token-reading guards)
 
     @classmethod
     def new(cls, **fields: Any) -> Entry:
@@ -63,6 +65,8 @@ class Entry:
         if self.vector is not None:
             raw = np.asarray(self.vector, dtype=np.float16).tobytes()
             head["vector"] = base64.b64encode(raw).decode("ascii")
+        if self.tokens is not None:
+            head["tokens"] = self.tokens
         return json.dumps(head, separators=(",", ":")).encode() + b"\n" + self.body
 
     @classmethod
@@ -87,6 +91,7 @@ class Entry:
             text=head.get("text"),
             vector=vector,
             headers=dict(head["headers"]) if head.get("headers") else None,
+            tokens=head.get("tokens"),
         )
 
     def served(self, *, stream: bool) -> Served | None:

@@ -42,7 +42,7 @@ from finops.pipeline.call import Call, Outcome, Served
 from finops.pipeline.step import Step
 
 if TYPE_CHECKING:
-    from finops.cache.semantic import Embedder, Guard, SemanticIndex
+    from finops.cache.semantic import Embedder, Guard, SemanticIndex, Tokens
     from finops.ledger.row import LedgerRow
 
 __all__ = ["CacheStep", "Lookup", "ResponseCache"]
@@ -92,6 +92,8 @@ class ResponseCache:
         self._guard: Guard | None = None
         self._index: SemanticIndex | None = None
         self._index_lock = threading.Lock()
+        self._log_cursor: str | None = None  # None: the index is not loaded yet
+        self._refreshed = 0.0
         if config.semantic:
             self._setup_semantic()
 
@@ -107,6 +109,13 @@ class ResponseCache:
         embedder = self.config.embedder or MiniLMEmbedder()
         if not hasattr(embedder, "embed") or not hasattr(embedder, "dim"):
             raise ConfigError("Cache(embedder=...) must implement finops.cache.semantic.Embedder")
+        if guard.uses_tokens and not callable(getattr(embedder, "embed_tokens", None)):
+            raise ConfigError(
+                f"the semantic guard {self.config.guard_file or '(shipped)'} reads token states, "
+                f"which {type(embedder).__name__} does not give (no embed_tokens): calibrate a "
+                f"guard for it (finops.cache.calibrate.calibrate(pairs, embedder=...)) and "
+                f"pass Cache(guard_file=...)"
+            )
         if guard.embedder != getattr(embedder, "name", "") and self.config.guard_file is None:
             log.warning(
                 "finops: the shipped semantic guard was calibrated for %s, not %s; "
@@ -118,23 +127,36 @@ class ResponseCache:
         self._index = SemanticIndex(dim=int(embedder.dim))
 
     def _loaded_index(self) -> SemanticIndex:
-        """The semantic index, filled from the store on first use (entries of any process)."""
+        """The semantic index: filled from the store on first use (entries of any process),
+        then brought up to date from the store's change log at most every
+        ``semantic_refresh`` seconds (entries other processes added since)."""
         assert self._index is not None
         with self._index_lock:
-            if getattr(self, "_index_loaded", False):
-                return self._index
-            for key in list(self.store.store.keys()):
-                data = self.store.store.get(key)
-                if data is None:
-                    continue
-                try:
-                    entry = Entry.decode(data, with_body=False)
-                except (ValueError, KeyError):
-                    continue
-                if entry.context and entry.text is not None and entry.vector is not None:
-                    self._index.add(entry.context, key, entry.text, entry.vector)
-            self._index_loaded = True
+            store = self.store.store
+            if self._log_cursor is None:
+                cursor = store.log_cursor()  # before the scan: what is added meanwhile is re-read
+                for key in list(store.keys()):
+                    self._index_entry(key)
+                self._log_cursor, self._refreshed = cursor, self._clock()
+            elif self._clock() - self._refreshed >= self.config.semantic_refresh_s:
+                self._refreshed = self._clock()
+                keys, self._log_cursor = store.log_read(self._log_cursor)
+                for key in keys:
+                    if not self._index.has(key):
+                        self._index_entry(key)
         return self._index
+
+    def _index_entry(self, key: str) -> None:
+        assert self._index is not None
+        data = self.store.store.get(key)
+        if data is None:
+            return
+        try:
+            entry = Entry.decode(data, with_body=False)
+        except (ValueError, KeyError):
+            return
+        if entry.context and entry.text is not None and entry.vector is not None:
+            self._index.add(entry.context, key, entry.text, entry.vector)
 
     # -- lookup / store ------------------------------------------------------------------
     def key_of(self, call: Call) -> RequestKey:
@@ -176,8 +198,24 @@ class ResponseCache:
         assert self._embedder is not None and self._guard is not None
         assert key.context is not None and key.text is not None
         index = self._loaded_index()
-        vector = self._embedder.embed([key.text])[0]
-        match = index.lookup(key.context, key.text, vector, self._guard)
+        vector, tokens = self._embed(key.text)
+
+        def stored_tokens(stored_key: str) -> Tokens | None:
+            from finops.cache.semantic import Tokens
+
+            data = self.store.peek(stored_key)
+            if data is None:
+                return None
+            try:
+                encoded = Entry.decode(data, with_body=False).tokens
+                theirs = Tokens.decode(encoded) if encoded else None
+            except (ValueError, KeyError):
+                return None
+            return theirs
+
+        match = index.lookup(
+            key.context, key.text, vector, self._guard, tokens=tokens, stored_tokens=stored_tokens
+        )
         if match is None:
             return None
         data, tier = self.store.get(match.key)
@@ -191,6 +229,14 @@ class ResponseCache:
         if served is None:
             return None
         return Lookup("semantic_hit", key, entry, served, tier, round(match.similarity, 6))
+
+    def _embed(self, text: str) -> tuple[Any, Tokens | None]:
+        """The text's vector, and its token states when the guard reads them."""
+        assert self._embedder is not None and self._guard is not None
+        if self._guard.uses_tokens:
+            vectors, tokens = self._embedder.embed_tokens([text])  # type: ignore[attr-defined]
+            return vectors[0], tokens[0]
+        return self._embedder.embed([text])[0], None
 
     def _remaining(self, entry: Entry) -> float | None:
         if self._ttl is None:
@@ -219,9 +265,9 @@ class ResponseCache:
                     return None
             except ValueError:
                 return None
-        vector = None
+        vector = tokens = None
         if self._embedder is not None and key.context is not None and key.text is not None:
-            vector = self._embedder.embed([key.text])[0]
+            vector, tokens = self._embed(key.text)
         entry = Entry(
             id=entry_id or _new_id(),
             created=self._clock(),
@@ -233,10 +279,15 @@ class ResponseCache:
             text=key.text if vector is not None else None,
             vector=vector,
             headers=dict(headers) if headers else None,
+            tokens=tokens.encode() if tokens is not None else None,
         )
         self.store.set(key.exact, entry.encode(), ttl_s=self._ttl)
         if self._index is not None and vector is not None and key.context is not None:
             self._index.add(key.context, key.exact, key.text or "", vector)
+            try:  # tell the other processes sharing the store
+                self.store.store.log_append(key.exact, ttl_s=self._ttl)
+            except Exception as exc:  # the entry is stored; others find it after a restart
+                log.warning("finops: cache change log not written (%r)", exc)
         return entry
 
     def close(self) -> None:

@@ -54,6 +54,16 @@ class Store(Protocol):
     def volume(self) -> tuple[int, int]:
         """(number of entries, bytes used)."""
 
+    def log_append(self, item: str, *, ttl_s: float | None) -> None:
+        """Append ``item`` to the store's change log (what other processes read to learn
+        which semantic entries were added; a no-op for a store only one process sees)."""
+
+    def log_cursor(self) -> str:
+        """A cursor at the end of the change log now."""
+
+    def log_read(self, cursor: str) -> tuple[list[str], str]:
+        """Items appended after ``cursor`` (oldest first) and the cursor after them."""
+
     def close(self) -> None:
         """Release files / connections."""
 
@@ -117,6 +127,17 @@ class MemoryStore:
         """(entries, bytes)."""
         return len(self._data), self._bytes
 
+    def log_append(self, item: str, *, ttl_s: float | None) -> None:
+        """Nothing: only this process sees a memory store, and it indexes its own puts."""
+
+    def log_cursor(self) -> str:
+        """Always ``""``."""
+        return ""
+
+    def log_read(self, cursor: str) -> tuple[list[str], str]:
+        """Always empty."""
+        return [], cursor
+
     def close(self) -> None:
         """Nothing to release."""
 
@@ -125,7 +146,10 @@ class DiskStore:
     """A ``diskcache`` directory shared by every process on the machine that opens it.
 
     diskcache serializes writers through SQLite transactions, so concurrent misses for one
-    key end with one complete value (the last writer's), never a torn one.
+    key end with one complete value (the last writer's), never a torn one. The change log
+    is a second, small diskcache in ``<directory>/semantic-log``: a counter and one item per
+    number, both written in one transaction, so a reader never sees a number before its
+    item.
     """
 
     def __init__(self, directory: str | Path, *, max_bytes: int = 1 << 30) -> None:
@@ -139,6 +163,16 @@ class DiskStore:
             cull_limit=10,
             statistics=False,
         )
+        self._log: Any = None
+
+    def _log_cache(self) -> Any:
+        if self._log is None:
+            import diskcache
+
+            self._log = diskcache.Cache(
+                str(self.directory / "semantic-log"), eviction_policy="none", statistics=False
+            )
+        return self._log
 
     def get(self, key: str) -> bytes | None:
         """The value, or None (expired entries are never returned)."""
@@ -163,15 +197,42 @@ class DiskStore:
         """(entries, bytes on disk)."""
         return len(self._cache), int(self._cache.volume())
 
+    def log_append(self, item: str, *, ttl_s: float | None) -> None:
+        """Number the item (``incr``) and store it under its number, in one transaction."""
+        log = self._log_cache()
+        with log.transact(retry=True):
+            n = log.incr(_LOG_SEQ, retry=True)
+            log.set(n, item, expire=ttl_s, retry=True)
+
+    def log_cursor(self) -> str:
+        """The last number given out."""
+        return str(self._log_cache().get(_LOG_SEQ, default=0, retry=True))
+
+    def log_read(self, cursor: str) -> tuple[list[str], str]:
+        """Items numbered after ``cursor`` (expired ones are skipped)."""
+        log = self._log_cache()
+        last = int(log.get(_LOG_SEQ, default=0, retry=True))
+        start = int(cursor or 0)
+        if last < start:  # the log directory was removed and started again
+            start = 0
+        items = [log.get(n, retry=True) for n in range(start + 1, last + 1)]
+        return [i for i in items if isinstance(i, str)], str(last)
+
     def close(self) -> None:
-        """Close the SQLite connection."""
+        """Close the SQLite connections."""
         self._cache.close()
+        if self._log is not None:
+            self._log.close()
 
 
 class RedisStore:
-    """Entries in Redis under ``<prefix><key>``, expiring by Redis' own TTL."""
+    """Entries in Redis under ``<prefix><key>``, expiring by Redis' own TTL. The change log is
+    a Redis stream next to them (``finops:cache-log``), trimmed to about ``log_length``
+    items."""
 
-    def __init__(self, url: str, *, prefix: str = "finops:cache:") -> None:
+    def __init__(
+        self, url: str, *, prefix: str = "finops:cache:", log_length: int = 200_000
+    ) -> None:
         try:
             import redis
         except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -180,6 +241,8 @@ class RedisStore:
             ) from exc
         self.url = url
         self.prefix = prefix
+        self.log_key = prefix.rstrip(":") + "-log"  # outside the entries' key pattern
+        self.log_length = log_length
         self._redis: Any = redis.Redis.from_url(url, socket_timeout=2.0)
 
     def get(self, key: str) -> bytes | None:
@@ -210,9 +273,33 @@ class RedisStore:
             size += int(self._redis.memory_usage(self.prefix + key) or 0)
         return count, size
 
+    def log_append(self, item: str, *, ttl_s: float | None) -> None:
+        """XADD, trimming the stream to about ``log_length`` items."""
+        self._redis.xadd(self.log_key, {"k": item}, maxlen=self.log_length, approximate=True)
+
+    def log_cursor(self) -> str:
+        """The id of the stream's last item (``"0-0"`` for none)."""
+        info = self._redis.xrevrange(self.log_key, count=1)
+        return info[0][0].decode() if info else "0-0"
+
+    def log_read(self, cursor: str) -> tuple[list[str], str]:
+        """XRANGE after ``cursor``, a thousand at a time."""
+        items: list[str] = []
+        cursor = cursor or "0-0"
+        while True:
+            batch = self._redis.xrange(self.log_key, min="(" + cursor, count=1000)
+            for item_id, fields in batch:
+                cursor = item_id.decode()
+                items.append(fields[b"k"].decode())
+            if len(batch) < 1000:
+                return items, cursor
+
     def close(self) -> None:
         """Close the connection pool."""
         self._redis.close()
+
+
+_LOG_SEQ = "seq"
 
 
 def _glob_escape(text: str) -> str:
@@ -261,6 +348,14 @@ class TieredStore:
             return None, "miss"
         self.stats.store_hits += 1
         return value, "store"
+
+    def peek(self, key: str) -> bytes | None:
+        """The value from either tier, not counted in :attr:`stats` (a candidate read)."""
+        if self.memory is not None:
+            value = self.memory.get(key)
+            if value is not None:
+                return value
+        return self.store.get(key)
 
     def promote(self, key: str, value: bytes, *, ttl_s: float | None) -> None:
         """Copy a store hit into the memory tier (with what remains of its TTL)."""

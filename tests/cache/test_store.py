@@ -7,16 +7,21 @@ import multiprocessing as mp
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 import finops
 from finops.cache.config import Cache, load_cache, parse_duration, parse_size
-from finops.cache.store import DiskStore, MemoryStore, RedisStore, TieredStore, open_store
+from finops.cache.store import (
+    DiskStore,
+    MemoryStore,
+    RedisStore,
+    Store,
+    TieredStore,
+    open_store,
+)
 from finops.errors import ConfigError
-from finops_testing import REDIS_SERVER, RedisServer
 
 
 class Clock:
@@ -167,17 +172,6 @@ def test_concurrent_misses_do_not_corrupt(tmp_path: Path, devserver: finops.DevS
     assert _child(store, devserver.openai_base_url, "the same cold prompt", tmp_path / "z.duckdb")
 
 
-@pytest.fixture()
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed")
-    server = RedisServer(tmp_path)
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
 @pytest.mark.redis
 def test_redis_store(redis_url: str) -> None:
     s = open_store(redis_url, max_bytes=0)
@@ -192,3 +186,37 @@ def test_redis_store(redis_url: str) -> None:
     s.delete("t:a")
     assert s.get("t:a") is None
     s.close()
+
+
+def _log_contract(a: Store, b: Store) -> None:
+    """Two handles on one shared store: what one appends the other reads, once, in order."""
+    start = b.log_cursor()
+    a.log_append("t:1", ttl_s=None)
+    a.log_append("t:2", ttl_s=None)
+    items, cursor = b.log_read(start)
+    assert items == ["t:1", "t:2"]
+    assert b.log_read(cursor) == ([], cursor)
+    a.log_append("t:3", ttl_s=None)
+    assert b.log_read(cursor)[0] == ["t:3"]
+    assert b.log_cursor() == a.log_cursor()
+    assert list(a.keys()) == [] and a.volume()[0] == 0  # the log is not an entry
+
+
+def test_disk_store_change_log(tmp_path: Path) -> None:
+    a, b = DiskStore(tmp_path / "d"), DiskStore(tmp_path / "d")
+    _log_contract(a, b)
+    a.log_append("t:gone", ttl_s=0.1)
+    cursor = b.log_cursor()
+    a.log_append("t:kept", ttl_s=None)
+    time.sleep(0.2)
+    assert b.log_read(str(int(cursor) - 1))[0] == ["t:kept"]  # expired items are skipped
+    a.close()
+    b.close()
+
+
+@pytest.mark.redis
+def test_redis_store_change_log(redis_url: str) -> None:
+    a, b = RedisStore(redis_url), RedisStore(redis_url)
+    _log_contract(a, b)
+    a.close()
+    b.close()
