@@ -1,17 +1,23 @@
 """Added latency of finops per call, against the raw SDK, in one run.
 
-    python bench/overhead.py [--calls 2000]
+    python bench/overhead.py [--calls 2000] [--no-litellm]
 
 The local provider server runs in a separate process (so it does not compete with the
-measured process for the GIL). Raw and wrapped calls are interleaved (ABAB...) so machine
-noise hits both alike; the added latency is the difference of the two distributions at the
-same percentile. Also measured: the ledger's ingest rate and the cold ``import finops`` time.
-Last lines: ``name: value unit (target: X)``.
+measured process for the GIL). Each contender runs in its own process against that one
+server: finops (OpenAI chat, non-stream and stream; Gemini through ``google-genai`` and
+Bedrock through ``boto3`` when installed) and, when ``litellm`` is importable, LiteLLM's
+``completion()`` on the same endpoint. In each process raw-SDK and contender calls are
+interleaved (ABAB...) so machine noise hits both alike; the added latency is the difference
+of the two distributions at the same percentile. ``*_same_wire`` compares the wrapped
+stream with a raw stream that asks for usage too (``stream_options.include_usage``, what
+finops adds), i.e. the same bytes on the wire. Also measured: the ledger's ingest rate and
+the cold ``import finops`` time. Last lines: ``name: value unit (target: X)``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -189,87 +195,189 @@ def _other_providers(
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--calls", type=int, default=2000)
-    args = parser.parse_args()
-
+def _finops_contender(url: str, calls: int) -> dict[str, list[float]]:
+    """finops' figures: (median, p99) added latency per workload, measured in this process."""
     import openai
 
     import finops
 
-    proc, url = _start_server()
     tmp = Path(tempfile.mkdtemp(prefix="finops-bench-"))
-    try:
-        raw = openai.OpenAI(api_key="bench", base_url=url + "/v1", max_retries=0)
-        fo = finops.FinOps(ledger=tmp / "bench.duckdb")
-        wrapped = fo.wrap(openai.OpenAI(api_key="bench", base_url=url + "/v1", max_retries=0))
-        messages = [
-            {"role": "system", "content": "You are terse."},
-            {"role": "user", "content": "Say hello to the benchmark."},
-        ]
+    raw = openai.OpenAI(api_key="bench", base_url=url + "/v1", max_retries=0)
+    fo = finops.FinOps(ledger=tmp / "bench.duckdb")
+    wrapped = fo.wrap(openai.OpenAI(api_key="bench", base_url=url + "/v1", max_retries=0))
+    messages = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Say hello to the benchmark."},
+    ]
 
-        def call(client: openai.OpenAI) -> Callable[[], object]:
-            return lambda: client.chat.completions.create(
+    def call(client: openai.OpenAI) -> Callable[[], object]:
+        return lambda: client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=messages,
+            max_tokens=16,  # type: ignore[arg-type]
+        )
+
+    def stream(client: openai.OpenAI, **extra: object) -> Callable[[], object]:
+        return lambda: list(
+            client.chat.completions.create(
                 model="gpt-4o-mini",
                 messages=messages,
-                max_tokens=16,  # type: ignore[arg-type]
+                max_tokens=16,
+                stream=True,  # type: ignore[arg-type]
+                **extra,  # type: ignore[arg-type]
             )
+        )
 
-        def stream(client: openai.OpenAI) -> Callable[[], object]:
+    results: dict[str, list[float]] = {}
+    workloads: list[tuple[str, Callable[[], object], Callable[[], object]]] = [
+        ("non_stream", call(raw), call(wrapped)),
+        ("stream", stream(raw), stream(wrapped)),
+        (
+            "stream_same_wire",
+            stream(raw, stream_options={"include_usage": True}),
+            stream(wrapped),
+        ),
+    ]
+    workloads += [(n, r, w) for n, (r, w) in _other_providers(url, fo).items()]
+    for name, raw_fn, wrapped_fn in workloads:
+        a, b = _paired(raw_fn, wrapped_fn, calls)
+        results[name] = [
+            statistics.median(b) - statistics.median(a),
+            _pct(b, 0.99) - _pct(a, 0.99),
+        ]
+        print(
+            f"finops {name}: raw median {statistics.median(a):.0f} us, wrapped median "
+            f"{statistics.median(b):.0f} us, raw p99 {_pct(a, 0.99):.0f} us, "
+            f"wrapped p99 {_pct(b, 0.99):.0f} us",
+            file=sys.stderr,
+        )
+    fo.flush()
+    rows = fo.ledger.query("SELECT count(*) FROM calls")[0][0]
+    expected = (calls + 50) * len(workloads)
+    print(f"ledger rows written: {rows} (expected {expected})", file=sys.stderr)
+    results["rows_missing"] = [float(expected - rows), 0.0]
+    fo.close()
+    return results
+
+
+def _litellm_contender(url: str, calls: int) -> dict[str, list[float]]:
+    """LiteLLM's ``completion()`` against the same server, beside the raw OpenAI SDK."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # no fetch from the internet
+    import litellm
+    import openai
+
+    raw = openai.OpenAI(api_key="bench", base_url=url + "/v1", max_retries=0)
+    messages = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Say hello to the benchmark."},
+    ]
+    common = {
+        "model": "openai/gpt-4o-mini",
+        "api_base": url + "/v1",
+        "api_key": "bench",
+        "messages": messages,
+        "max_tokens": 16,
+        "max_retries": 0,
+    }
+
+    def lite(stream: bool) -> Callable[[], object]:
+        if stream:
+            return lambda: list(litellm.completion(stream=True, **common))
+        return lambda: litellm.completion(**common)
+
+    def sdk(stream: bool) -> Callable[[], object]:
+        if stream:
             return lambda: list(
-                client.chat.completions.create(
-                    model="gpt-4o-mini",
-                    messages=messages,
-                    max_tokens=16,
-                    stream=True,  # type: ignore[arg-type]
+                raw.chat.completions.create(
+                    model="gpt-4o-mini", messages=messages, max_tokens=16, stream=True  # type: ignore[arg-type]
                 )
             )
+        return lambda: raw.chat.completions.create(
+            model="gpt-4o-mini", messages=messages, max_tokens=16  # type: ignore[arg-type]
+        )
 
-        results: dict[str, tuple[float, float]] = {}
-        for name, make in (("non_stream", call), ("stream", stream)):
-            a, b = _paired(make(raw), make(wrapped), args.calls)
-            med = statistics.median(b) - statistics.median(a)
-            p99 = _pct(b, 0.99) - _pct(a, 0.99)
-            results[name] = (med, p99)
-            print(
-                f"{name}: raw median {statistics.median(a):.0f} us, wrapped median "
-                f"{statistics.median(b):.0f} us, raw p99 {_pct(a, 0.99):.0f} us, "
-                f"wrapped p99 {_pct(b, 0.99):.0f} us"
-            )
-        extra = 0
-        for name, (raw_fn, wrapped_fn) in _other_providers(url, fo).items():
-            a, b = _paired(raw_fn, wrapped_fn, args.calls)
-            results[name] = (
-                statistics.median(b) - statistics.median(a),
-                _pct(b, 0.99) - _pct(a, 0.99),
-            )
-            extra += args.calls + 50
-            print(
-                f"{name}: raw median {statistics.median(a):.0f} us, wrapped median "
-                f"{statistics.median(b):.0f} us"
-            )
-        fo.flush()
-        rows = fo.ledger.query("SELECT count(*) FROM calls")[0][0]
-        expected = 2 * (args.calls + 50) + extra
-        print(f"ledger rows written: {rows} (expected {expected})")
-        fo.close()
+    results: dict[str, list[float]] = {}
+    for name, stream in (("non_stream", False), ("stream", True)):
+        a, b = _paired(sdk(stream), lite(stream), calls)
+        results[name] = [
+            statistics.median(b) - statistics.median(a),
+            _pct(b, 0.99) - _pct(a, 0.99),
+        ]
+        print(
+            f"litellm {name}: raw median {statistics.median(a):.0f} us, litellm median "
+            f"{statistics.median(b):.0f} us",
+            file=sys.stderr,
+        )
+    return results
+
+
+def _contender(kind: str, url: str, calls: int) -> dict[str, list[float]] | None:
+    """Run one contender in a fresh interpreter (its own process, GIL and imports)."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--contender", kind, "--url", url, "--calls", str(calls)],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    if out.returncode != 0:
+        print(f"{kind}: the contender process failed (exit {out.returncode})", file=sys.stderr)
+        return None
+    return json.loads(out.stdout.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM even if installed")
+    parser.add_argument("--contender", choices=("finops", "litellm"), help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.contender is not None:  # a child process: measure, print one JSON line
+        measure = _finops_contender if args.contender == "finops" else _litellm_contender
+        print(json.dumps(measure(args.url, args.calls)))
+        return
+
+    try:
+        import litellm  # noqa: F401
+
+        with_litellm = not args.no_litellm
+    except ImportError:
+        with_litellm = False
+
+    proc, url = _start_server()
+    try:
+        results = _contender("finops", url, args.calls)
+        lite = _contender("litellm", url, args.calls) if with_litellm else None
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+    if results is None:
+        raise SystemExit("the finops contender failed")
 
     ingest = _ingest_rate(100_000)
     import_ms = _import_time_ms()
 
-    print(f"added_latency_median_non_stream: {results['non_stream'][0]:.0f} us (target: 100 us)")
-    print(f"added_latency_p99_non_stream: {results['non_stream'][1]:.0f} us (target: 500 us)")
-    print(f"added_latency_median_stream: {results['stream'][0]:.0f} us (target: 100 us)")
-    print(f"added_latency_p99_stream: {results['stream'][1]:.0f} us (target: 500 us)")
-    for name in ("gemini_non_stream", "gemini_stream", "bedrock_converse"):
+    print(f"ledger_rows_missing: {results.pop('rows_missing')[0]:.0f} rows (target: 0 rows)")
+    for name in ("non_stream", "stream"):
+        med, p99 = results[name]
+        beside = ""
+        if lite is not None:
+            beside = f" (litellm: {lite[name][0]:.0f} us)"
+        print(f"added_latency_median_{name}: {med:.0f} us (target: 100 us){beside}")
+        beside = f" (litellm: {lite[name][1]:.0f} us)" if lite is not None else ""
+        print(f"added_latency_p99_{name}: {p99:.0f} us (target: 500 us){beside}")
+    for name in ("stream_same_wire", "gemini_non_stream", "gemini_stream", "bedrock_converse"):
         if name in results:
             med, p99 = results[name]
             print(f"added_latency_median_{name}: {med:.0f} us (target: 100 us)")
             print(f"added_latency_p99_{name}: {p99:.0f} us (target: 500 us)")
+    if lite is not None:
+        for name in ("non_stream", "stream"):
+            print(
+                f"litellm_added_latency_median_{name}: {lite[name][0]:.0f} us "
+                f"(finops: {results[name][0]:.0f} us)"
+            )
     print(f"ledger_ingest: {ingest:,.0f} rows/s (target: 200000 rows/s)")
     print(f"import_finops: {import_ms:.0f} ms (target: 150 ms)")
 

@@ -14,9 +14,10 @@ Rule: a configuration mistake is a :class:`~finops.ConfigError` at ``FinOps(...)
 ``FinOps.from_config(...)``, never a warning at the first call. Runtime faults (a full disk,
 an unreachable store) keep the metering policy: the user's call is never broken.
 
-Sections (``SECTIONS``) other features will add (``[cache]``, ``[routing]``,
-``[providers]``) are reserved: until their feature registers a schema here, a file that
-uses them is refused with a clear message rather than silently ignored.
+Sections (``SECTIONS``): ``[finops]``, ``[ledger]``, ``[[budgets]]``, ``[cache]`` and
+``[routing]`` have schemas here. ``[providers]`` is reserved for per-provider settings
+(host rules already live in ``[finops].providers``): until a schema is registered, a file
+that uses it is refused with a clear message rather than silently ignored.
 """
 
 from __future__ import annotations

@@ -163,6 +163,13 @@ class FinOps:
             on_row=self._pipeline.on_row,
             on_call_end=self._pipeline.after,
         )
+        self._meter.hosts = self._hosts
+        if not self._pipeline.response_hooks and hasattr(self.ledger, "add_flush_hook"):
+            # No step needs the priced row on the caller's thread: build rows off it.
+            from finops.metering.deferred import PENDING_DIR
+
+            self._meter.defer(self.ledger.spool_dir / PENDING_DIR)
+            self.ledger.add_flush_hook(self._meter.drain)
         self._closed = False
         if self.estimate_mode != "off":
             # Loading a BPE table takes ~0.4 s: do it now, off the caller's thread, rather
@@ -251,6 +258,7 @@ class FinOps:
         if self._closed:
             return
         self._closed = True
+        self._meter.close()
         if self._owns_ledger:
             self.ledger.close()
 

@@ -28,7 +28,18 @@ from finops.errors import ConfigError
 __all__ = ["ENDPOINTS", "Cache", "load_cache", "parse_duration", "parse_size"]
 
 #: Endpoints the cache can serve.
-ENDPOINTS = frozenset({"chat.completions", "responses", "embeddings", "messages"})
+ENDPOINTS = frozenset(
+    {
+        "chat.completions",
+        "responses",
+        "embeddings",
+        "messages",
+        "generate_content",  # Gemini (google-genai), sync and aio, stream and not
+        "embed_content",  # Gemini embeddings
+        "converse",  # Bedrock Converse and ConverseStream
+        "invoke_model",  # Bedrock InvokeModel (not its response stream)
+    }
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _DURATION_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -91,7 +102,7 @@ class Cache(BaseModel):
             calls with different values never share an entry. None: one namespace.
         scope: tags a call must carry to be cached (``{"feature": "faq"}``; ``"*"``: any
             value). Empty: every call.
-        endpoints: the endpoints cached (default: all four).
+        endpoints: the endpoints cached (default: all of ``ENDPOINTS``).
         semantic: also serve equivalent (not only identical) requests; needs the
             ``[semantic]`` extra.
         semantic_threshold: override the calibrated guard threshold (0..1); None: shipped.

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from finops.cache import replay
+from finops.cache.wires import EVENTSTREAM
 from finops.pipeline.call import Served
 
 __all__ = ["Entry"]
@@ -37,6 +38,7 @@ class Entry:
     context: str | None = None
     text: str | None = None
     vector: Any = None  # np.ndarray (float32) or None
+    headers: dict[str, str] | None = None  # response headers replayed with the body
 
     @classmethod
     def new(cls, **fields: Any) -> Entry:
@@ -56,6 +58,8 @@ class Entry:
         if self.context is not None:
             head["context"] = self.context
             head["text"] = self.text
+        if self.headers:
+            head["headers"] = self.headers
         if self.vector is not None:
             raw = np.asarray(self.vector, dtype=np.float16).tobytes()
             head["vector"] = base64.b64encode(raw).decode("ascii")
@@ -82,20 +86,25 @@ class Entry:
             context=head.get("context"),
             text=head.get("text"),
             vector=vector,
+            headers=dict(head["headers"]) if head.get("headers") else None,
         )
 
     def served(self, *, stream: bool) -> Served | None:
-        """The answer in the shape the request wants (SSE for a stream request)."""
+        """The answer in the shape the request wants (SSE — or, for Bedrock ConverseStream,
+        AWS event-stream frames — for a stream request)."""
+        extra = dict(self.headers or {})
         if stream:
+            kind = EVENTSTREAM if self.endpoint == "converse" else _SSE
             if self.form == "sse":
-                return Served(body=self.body, headers={"content-type": _SSE})
+                return Served(body=self.body, headers={**extra, "content-type": kind})
             answer = json.loads(self.body)
             return Served(
-                body=replay.synthesize(self.endpoint, answer), headers={"content-type": _SSE}
+                body=replay.synthesize(self.endpoint, answer),
+                headers={**extra, "content-type": kind},
             )
         if self.form == "json":
-            return Served(body=self.body, headers={"content-type": _JSON})
+            return Served(body=self.body, headers={"content-type": _JSON, **extra})
         assembled = replay.assemble(self.endpoint, self.body)
         if assembled is None:
             return None
-        return Served(body=json.dumps(assembled).encode(), headers={"content-type": _JSON})
+        return Served(body=json.dumps(assembled).encode(), headers={**extra, "content-type": _JSON})

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["EXCLUDED", "RequestKey", "canonical", "request_key"]
+__all__ = ["EXCLUDED", "RequestKey", "Uncacheable", "canonical", "request_key"]
 
 #: Top-level keyword arguments that never change the answer.
 EXCLUDED = frozenset(
@@ -47,9 +47,31 @@ EXCLUDED = frozenset(
         "extra_body",
     }
 )
+#: Gemini ``config`` fields that never change the answer (transport, billing labels, the
+#: SDK's client-side function-calling loop settings).
+GEMINI_CONFIG_EXCLUDED = frozenset(
+    {"http_options", "labels", "automatic_function_calling", "should_return_http_response"}
+)
+#: Bedrock request members that never change the answer (request metadata, latency tier,
+#: service tier); ``cachePoint`` blocks are left out wherever they are.
+BEDROCK_EXCLUDED = frozenset(
+    {
+        "requestMetadata",
+        "performanceConfig",
+        "performanceConfigLatency",
+        "serviceTier",
+        "input",  # InvokeModel's body text: keyed as parsed JSON under "body"
+        "max_tokens",  # derived from inferenceConfig / the body
+    }
+)
 #: Request headers (from ``extra_headers``) that do change the answer.
 ANSWER_HEADERS = ("anthropic-beta", "openai-beta")
 _KEY_VERSION = 1
+
+
+class Uncacheable(Exception):
+    """The request cannot be keyed safely (e.g. Gemini tools given as Python callables: the
+    SDK runs its own call-and-execute loop, several requests per call)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,8 +146,17 @@ def _normalize_messages(items: Any) -> Any:
     return out
 
 
-def canonical(endpoint: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """The answer-relevant part of a call's keyword arguments, in plain JSON types."""
+def canonical(endpoint: str, kwargs: Mapping[str, Any], *, wire: str = "") -> dict[str, Any]:
+    """The answer-relevant part of a call's keyword arguments, in plain JSON types.
+
+    ``wire`` selects the request shape: ``"google"`` (google-genai ``model``/``contents``/
+    ``config``), ``"aws"`` (Bedrock Converse / InvokeModel parameters), else the OpenAI and
+    Anthropic SDKs' keyword arguments.
+    """
+    if wire == "google":
+        return _gemini_canonical(kwargs)
+    if wire == "aws":
+        return _bedrock_canonical(endpoint, kwargs)
     body: dict[str, Any] = {}
     extra_body = kwargs.get("extra_body")
     merged = dict(kwargs)
@@ -145,6 +176,164 @@ def canonical(endpoint: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
         for name, value in headers.items():
             if str(name).lower() in ANSWER_HEADERS and not _is_sentinel(value):
                 body["$header:" + str(name).lower()] = str(value)
+    return body
+
+
+# -- Gemini (google-genai) ---------------------------------------------------------------
+
+
+def _gemini_model(model: Any) -> Any:
+    if isinstance(model, str) and model.startswith(("projects/", "publishers/", "models/")):
+        return model.rsplit("/", 1)[-1]
+    return model
+
+
+def _is_content(item: Any) -> bool:
+    if isinstance(item, Mapping):
+        return "parts" in item or "role" in item
+    return type(item).__name__ == "Content" and hasattr(item, "parts")
+
+
+def _gemini_part(part: Any) -> Any:
+    if isinstance(part, str):
+        return {"text": part}
+    try:
+        from google.genai import types
+
+        if isinstance(part, Mapping):
+            part = types.Part.model_validate(dict(part))
+        if isinstance(part, types.Part):
+            return part.model_dump(mode="json", exclude_none=True)
+    except ImportError:  # pragma: no cover - the SDK is there when a genai client is wrapped
+        pass
+    except ValueError:
+        pass
+    return _plain(part)
+
+
+def _gemini_content(item: Any) -> Any:
+    try:
+        from google.genai import types
+
+        content = types.Content.model_validate(dict(item)) if isinstance(item, Mapping) else item
+        if isinstance(content, types.Content):
+            out = content.model_dump(mode="json", exclude_none=True)
+            out.setdefault("role", "user")
+            return _gemini_text_parts(out)
+    except ImportError:  # pragma: no cover
+        pass
+    except ValueError:
+        pass
+    return _plain(item)
+
+
+def _gemini_text_parts(content: dict[str, Any]) -> dict[str, Any]:
+    parts = content.get("parts")
+    if isinstance(parts, list):
+        content["parts"] = [_plain(p) for p in parts]
+    return content
+
+
+def _gemini_contents(contents: Any) -> Any:
+    """The SDK's own reading of ``contents``: a string, a part, a content or a list of them
+    is a list of contents (loose parts grouped into one user turn)."""
+    if contents is None:
+        return None
+    items = list(contents) if isinstance(contents, (list, tuple)) else [contents]
+    out: list[Any] = []
+    loose: list[Any] = []
+    for item in items:
+        if _is_content(item):
+            if loose:
+                out.append({"role": "user", "parts": loose})
+                loose = []
+            out.append(_gemini_content(item))
+        else:
+            loose.append(_gemini_part(item))
+    if loose:
+        out.append({"role": "user", "parts": loose})
+    return out
+
+
+def _gemini_config(config: Any) -> Any:
+    if config is None:
+        return None
+    tools = config.get("tools") if isinstance(config, Mapping) else getattr(config, "tools", None)
+    for tool in tools or ():
+        if not isinstance(tool, Mapping) and (
+            callable(tool) or type(tool).__name__ not in ("Tool", "ToolDict")
+        ):
+            raise Uncacheable("tools given as Python callables or sessions")
+    data: Any = config
+    try:
+        from google.genai import types
+
+        if isinstance(config, Mapping):
+            data = types.GenerateContentConfig.model_validate(dict(config))
+        if isinstance(data, types.GenerateContentConfig):
+            data = data.model_dump(mode="json", exclude_none=True)
+    except ImportError:  # pragma: no cover
+        pass
+    except ValueError:
+        data = config
+    plain = _plain(data)
+    if isinstance(plain, dict):
+        plain = {k: v for k, v in plain.items() if k not in GEMINI_CONFIG_EXCLUDED}
+        if "system_instruction" in plain:
+            system = _gemini_contents(plain["system_instruction"])
+            plain["system_instruction"] = system[0] if isinstance(system, list) else system
+            if isinstance(plain["system_instruction"], dict):
+                plain["system_instruction"].pop("role", None)
+    return plain
+
+
+def _gemini_canonical(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    for name, value in kwargs.items():
+        if name.startswith("finops_") or _is_sentinel(value):
+            continue
+        if name == "model":
+            body[name] = _gemini_model(value)
+        elif name == "contents":
+            body[name] = _gemini_contents(value)
+        elif name == "config":
+            config = _gemini_config(value)
+            if config:
+                body[name] = config
+        else:
+            body[name] = _plain(value)
+    return body
+
+
+# -- Bedrock (boto3 bedrock-runtime) --------------------------------------------------------
+
+
+def _no_cache_points(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _no_cache_points(v) for k, v in value.items() if k != "cachePoint"}
+    if isinstance(value, list):
+        return [
+            _no_cache_points(v)
+            for v in value
+            if not (isinstance(v, Mapping) and set(v) == {"cachePoint"})
+        ]
+    return value
+
+
+def _bedrock_canonical(endpoint: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {}
+    for name, value in kwargs.items():
+        if name in BEDROCK_EXCLUDED or name.startswith("finops_") or value is None:
+            continue
+        body[name] = _no_cache_points(_plain(value))
+    raw = kwargs.get("input")
+    if endpoint == "invoke_model" and raw is not None:
+        try:
+            body["body"] = _plain(json.loads(raw))  # cache_control left out at any depth
+        except (TypeError, ValueError):
+            text = raw if isinstance(raw, (bytes, str)) else repr(raw)
+            data = text.encode() if isinstance(text, str) else text
+            body["body"] = {"$bytes": hashlib.sha256(data).hexdigest()}
     return body
 
 
@@ -177,7 +366,7 @@ def request_key(
     *, wire: str, endpoint: str, kwargs: Mapping[str, Any], tenant: str = ""
 ) -> RequestKey:
     """The exact key, the context key and the compared text of one call."""
-    body = canonical(endpoint, kwargs)
+    body = canonical(endpoint, kwargs, wire=wire)
     head = {"v": _KEY_VERSION, "wire": wire, "endpoint": endpoint, "tenant": tenant}
     exact = f"{tenant}:{_digest({**head, 'body': body})}"
     split = _split_last_user_text(endpoint, body)

@@ -1,5 +1,7 @@
 """Answers between their two wire shapes: a JSON body and the SSE stream of the same answer.
 
+Gemini and Bedrock Converse forms live in :mod:`finops.cache.wires`.
+
 The cache stores the complete answer bytes as received (JSON, or SSE including the usage
 chunk). A stream request served from a JSON answer gets SSE synthesized here in the
 endpoint's real wire format; a non-stream request served from a recorded stream gets the
@@ -14,6 +16,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from typing import Any
+
+from finops.cache import wires
 
 __all__ = ["assemble", "complete_json", "events", "synthesize"]
 
@@ -58,6 +62,10 @@ def synthesize(endpoint: str, answer: dict[str, Any]) -> bytes:
         return b"".join(_responses_events(answer))
     if endpoint == "messages":
         return b"".join(_anthropic_events(answer))
+    if endpoint == "generate_content":
+        return wires.synthesize_gemini(answer)
+    if endpoint == "converse":
+        return wires.synthesize_converse(answer)
     raise ValueError(f"endpoint {endpoint!r} has no stream form")
 
 
@@ -285,6 +293,8 @@ def assemble(endpoint: str, body: bytes) -> dict[str, Any] | None:
             return _assemble_responses(body)
         if endpoint == "messages":
             return _assemble_anthropic(body)
+        if endpoint == "generate_content":
+            return wires.assemble_gemini(body)
     except (ValueError, KeyError, TypeError, AttributeError, IndexError):
         return None
     return None
@@ -453,4 +463,14 @@ def complete_json(endpoint: str, answer: Any) -> bool:
         return answer.get("type") == "message" and answer.get("stop_reason") is not None
     if endpoint == "embeddings":
         return isinstance(answer.get("data"), list) and bool(answer["data"])
+    if endpoint == "generate_content":
+        return wires.complete_gemini(answer)
+    if endpoint == "embed_content":  # Gemini: embedContent / batchEmbedContents / Vertex
+        return any(bool(answer.get(k)) for k in ("embedding", "embeddings", "predictions"))
+    if endpoint == "converse":
+        return wires.complete_converse(answer)
+    if endpoint == "invoke_model":  # the model's own body (Anthropic, Nova, Llama, ...)
+        if answer.get("type") == "message":
+            return answer.get("stop_reason") is not None
+        return bool(answer) and set(answer) != {"message"}
     return False

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from finops.cache import replay
 from finops.cache.config import Cache
 from finops.cache.entry import Entry
-from finops.cache.key import RequestKey, request_key
+from finops.cache.key import RequestKey, Uncacheable, request_key
 from finops.cache.store import TieredStore, open_store
 from finops.errors import ConfigError
 from finops.pipeline.call import Call, Outcome, Served
@@ -50,6 +50,8 @@ __all__ = ["CacheStep", "Lookup", "ResponseCache"]
 log = logging.getLogger("finops")
 
 _ZERO = Decimal(0)
+#: Endpoints whose answers have no stream form the cache can replay.
+_NO_STREAM_FORM = frozenset({"invoke_model", "embed_content", "embeddings"})
 _COST_FIELDS = (
     "cost_input",
     "cost_cache_read",
@@ -146,6 +148,8 @@ class ResponseCache:
 
     def applies(self, call: Call) -> bool:
         """Whether this call is cached at all (endpoint and tag scope)."""
+        if call.stream and call.endpoint in _NO_STREAM_FORM:
+            return False  # Bedrock InvokeModelWithResponseStream: model-specific stream bodies
         return call.endpoint in self.config.endpoints and self.config.in_scope(call.tags)
 
     def lookup(self, call: Call) -> Lookup:
@@ -202,8 +206,9 @@ class ResponseCache:
         content_type: str,
         tags: Mapping[str, str],
         entry_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Entry | None:
-        """Store a complete answer (None if it is not one)."""
+        """Store a complete answer (None if it is not one); ``headers`` are replayed with it."""
         form = "sse" if "text/event-stream" in content_type else "json"
         if form == "sse":
             if replay.assemble(endpoint, body) is None:
@@ -227,6 +232,7 @@ class ResponseCache:
             context=key.context if vector is not None else None,
             text=key.text if vector is not None else None,
             vector=vector,
+            headers=dict(headers) if headers else None,
         )
         self.store.set(key.exact, entry.encode(), ttl_s=self._ttl)
         if self._index is not None and vector is not None and key.context is not None:
@@ -275,10 +281,18 @@ class CacheStep(Step):
             call.row["cache_status"] = "bypass"
             return None
         if option == "refresh":
-            lookup = Lookup("refresh", self.cache.key_of(call), new_id=_new_id(), tags=call.tags)
+            try:
+                key = self.cache.key_of(call)
+            except Uncacheable:
+                call.row["cache_status"] = "bypass"
+                return None
+            lookup = Lookup("refresh", key, new_id=_new_id(), tags=call.tags)
         else:
             try:
                 lookup = self.cache.lookup(call)
+            except Uncacheable:
+                call.row["cache_status"] = "bypass"  # e.g. Gemini tools as Python callables
+                return None
             except Exception as exc:  # a broken store never breaks the call: it is a miss
                 log.warning("finops: cache lookup failed (%r); calling the provider", exc)
                 call.row["cache_status"] = "miss"
@@ -330,6 +344,7 @@ class CacheStep(Step):
             content_type=outcome.content_type or "",
             tags=lookup.tags or {},
             entry_id=lookup.new_id,
+            headers=outcome.headers,
         )
 
 

@@ -11,32 +11,43 @@ other clients of the same session are not affected) and returns the same object:
   from ``Converse``'s body, from ``InvokeModel``'s token-count headers, or — for
   ``ConverseStream`` — from the final ``metadata`` event, by handing the caller the SDK's
   event stream wrapped in a watcher that yields the very same events;
-* ``after-call-error.bedrock-runtime.<Operation>`` records a failed call.
+* ``after-call-error.bedrock-runtime.<Operation>`` records a failed call;
+* ``before-send.bedrock-runtime.<Operation>`` answers a request a step served (a cache hit)
+  with an ``AWSResponse`` built from the stored bytes — botocore's documented short-circuit:
+  the first non-None response of a ``before-send`` handler is used instead of sending. So
+  nothing leaves the process, and botocore parses the bytes itself (the caller gets its
+  own dicts, ``StreamingBody`` and ``EventStream``). ``before-send`` receives only the
+  prepared request, so the served answer travels from ``before-parameter-build`` to it in a
+  thread-local slot (both run in the caller's thread, in that order, within one SDK call).
+
+With a cache configured, the answer of a miss is kept: Converse's JSON body as received,
+InvokeModel's body and its ``x-amzn-bedrock-*`` headers, and for ConverseStream the events
+the caller iterated, assembled into the Converse JSON (a stream hit gets them back as AWS
+event-stream frames). InvokeModelWithResponseStream is not cached.
 
 One row per SDK call (botocore retries below these hooks; the row's latency covers them).
 """
 
 from __future__ import annotations
 
+import io
 import json
+import threading
 import time
 from collections.abc import Iterator, Mapping
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from finops.metering.rows import fill_cost, fill_usage, new_id
-from finops.providers.base import INVALID
 from finops.providers.bedrock import (
+    assemble_converse_events,
     body_usage,
     converse_usage,
     header_usage,
     invocation_usage,
     model_id,
 )
-from finops.providers.hosts import amend_row, route_for
+from finops.providers.hosts import route_for
 
 if TYPE_CHECKING:
-    from finops.ledger.row import LedgerRow
     from finops.metering import ClientHook, Meter
     from finops.pipeline import Pipeline
     from finops.pipeline.call import Call
@@ -49,6 +60,25 @@ C = TypeVar("C")
 
 _WIRE = "aws"
 _KEY = "finops_call"
+#: Request members copied into the call's view verbatim (the cache key, routing).
+_PASSTHROUGH = (
+    "inferenceConfig",
+    "additionalModelRequestFields",
+    "guardrailConfig",
+    "promptVariables",
+    "additionalModelResponseFieldPaths",
+    "requestMetadata",
+    "performanceConfig",
+    "serviceTier",
+    "outputConfig",
+    "contentType",
+    "accept",
+    "trace",
+    "guardrailIdentifier",
+    "guardrailVersion",
+    "performanceConfigLatency",
+)
+_CACHED_HEADERS = ("content-type", "x-amzn-bedrock-")
 # operation -> (endpoint, stream)
 _OPERATIONS = {
     "Converse": ("converse", False),
@@ -91,6 +121,11 @@ def wrap_bedrock(client: C, *, meter: Meter, pipeline: Pipeline, hosts: HostMap 
             meter_.failed,
             unique_id=f"finops-error-{operation}",
         )
+        events.register(
+            f"before-send.bedrock-runtime.{operation}",
+            meter_.send,
+            unique_id=f"finops-send-{operation}",
+        )
     meta._finops_metered = True
     return client
 
@@ -101,6 +136,9 @@ def _request_view(params: Mapping[str, Any]) -> dict[str, Any]:
     for key in ("messages", "system", "toolConfig"):
         if key in params:
             view[key if key != "toolConfig" else "tools"] = params[key]
+    for key in _PASSTHROUGH:
+        if key in params:
+            view[key] = params[key]
     limit = dict(params.get("inferenceConfig") or {}).get("maxTokens")
     body = params.get("body")
     if body is not None:
@@ -118,23 +156,67 @@ def _request_view(params: Mapping[str, Any]) -> dict[str, Any]:
     return view
 
 
+def _write_back(params: dict[str, Any], view: Mapping[str, Any], kwargs: Mapping[str, Any]) -> None:
+    """Copy what a step rewrote in the view (routing, a budget downgrade) into the request."""
+    target = kwargs.get("model")
+    if isinstance(target, str) and target != view["model"]:
+        params["modelId"] = target
+    for key in (*_PASSTHROUGH, "messages", "system"):
+        if key in kwargs and kwargs[key] is not view.get(key):
+            params[key] = kwargs[key]
+        elif key not in kwargs and key in view:
+            params.pop(key, None)
+    body = kwargs.get("input")
+    if "body" in params and body is not None and body != view.get("input"):
+        params["body"] = body.encode() if isinstance(body, str) else body
+
+
+class _Raw:
+    """The raw stream of a served answer, as botocore reads a urllib3 response."""
+
+    def __init__(self, data: bytes) -> None:
+        self._buffer = io.BytesIO(data)
+
+    def read(self, amt: int | None = None, **_: Any) -> bytes:
+        return self._buffer.read() if amt is None else self._buffer.read(amt)
+
+    def stream(self, amt: int = 65536, decode_content: bool | None = None) -> Iterator[bytes]:
+        while chunk := self._buffer.read(amt):
+            yield chunk
+
+    def close(self) -> None:
+        self._buffer.close()
+
+
 class _Metering:
-    __slots__ = ("hook", "meter", "pipeline")
+    __slots__ = ("_slot", "hook", "meter", "pipeline")
 
     def __init__(self, meter: Meter, pipeline: Pipeline, hook: ClientHook) -> None:
         self.meter = meter
         self.pipeline = pipeline
         self.hook = hook
+        self._slot = threading.local()
 
     def before(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
         endpoint, stream = _OPERATIONS[model.name]
+        self._slot.served = None
         view = _request_view(params)
+        sent = dict(view)  # the steps may rewrite the view in place
         call = self.pipeline.start(self.hook, endpoint, view, kind="deferred" if stream else "call")
-        target = call.kwargs.get("model")
-        if isinstance(target, str) and target != view["model"]:
-            params["modelId"] = target  # a step (routing, downgrade) chose another model
+        _write_back(params, sent, call.kwargs)
         call.stream = stream
+        self._slot.served = call.served
         context[_KEY] = (call, time.perf_counter(), self.meter.clock())
+
+    def send(self, request: Any, **_: Any) -> Any:
+        """``before-send``: the stored answer of a cache hit instead of the network."""
+        served = getattr(self._slot, "served", None)
+        if served is None:
+            return None
+        self._slot.served = None
+        from botocore.awsrequest import AWSResponse
+
+        return AWSResponse(request.url, served.status, dict(served.headers), _Raw(served.body))
 
     def after(
         self,
@@ -153,7 +235,9 @@ class _Metering:
             if status >= 400:
                 self._finish(call, t0, ts, "error", status, None, error=f"http_{status}")
             elif model.name == "ConverseStream" and parsed.get("stream") is not None:
-                parsed["stream"] = _WatchedStream(parsed["stream"], self, call, t0, ts)
+                parsed["stream"] = _WatchedStream(
+                    parsed["stream"], self, call, t0, ts, keep=call.capture and not call.served
+                )
                 return
             elif model.name == "InvokeModelWithResponseStream" and parsed.get("body") is not None:
                 parsed["body"] = _WatchedStream(parsed["body"], self, call, t0, ts)
@@ -161,12 +245,19 @@ class _Metering:
             elif model.name == "InvokeModel":
                 headers = dict(getattr(http_response, "headers", {}) or {})
                 usage = header_usage(headers)
-                if usage is None and parsed.get("body") is not None:
-                    usage = _usage_from_body(parsed)
+                keep = call.capture and call.served is None
+                if (usage is None or keep) and parsed.get("body") is not None:
+                    data = _reread(parsed)
+                    if usage is None:
+                        usage = _usage_from_body(data)
+                    if keep:
+                        _keep(call, data, headers)
                 self._finish(call, t0, ts, "ok", status, usage)
             else:
                 raw = parsed.get("usage")
                 usage = converse_usage(raw) if isinstance(raw, Mapping) else None
+                if call.capture and call.served is None:
+                    _keep(call, getattr(http_response, "content", None), None)
                 self._finish(call, t0, ts, "ok", status, usage)
         except Exception as exc:  # metering must never break the call
             self.meter.end_call(call)
@@ -208,59 +299,36 @@ class _Metering:
         error: str | None = None,
         message: str | None = None,
     ) -> None:
-        elapsed = time.perf_counter() - t0
-        from finops.ledger.row import LedgerRow
-
-        row: LedgerRow = LedgerRow(
-            row_id=new_id(),
-            call_id=call.call_id,
-            attempt=call.next_attempt(),
-            ts_start=ts,
-            ts_end=ts + timedelta(seconds=elapsed),
-            latency_ms=elapsed * 1000.0,
-            provider=call.price_provider or call.provider,
-            endpoint=call.endpoint,
-            status=status,
-            requested_model=call.requested_model,
-            served_model=call.requested_model,
-            stream=call.stream,
-            http_status=http_status,
-            error_type=error,
-            error_message=message[:500] if message else None,
-            tags=dict(call.tags),
-            prompt_text=call.prompt_text,
+        self.meter.finish_usage(
+            call, ts, time.perf_counter() - t0, status, http_status, usage,
+            error=error, message=message,
         )
-        if usage is None and status in ("ok", "cancelled"):
-            est = getattr(call.estimate, "input_tokens", None)
-            if est is not None:
-                from finops.usage import Usage
-
-                usage = Usage(input_tokens=int(est), estimated=True)
-        if usage is not None:
-            fill_usage(row, usage)
-            cost = self.meter.price(call, call.requested_model, usage, ts)
-            fill_cost(row, cost)
-            from finops.providers.base import Parsed
-
-            amend_row(row, call.host, Parsed(usage=usage), cost)
-            if usage.mismatch and usage.mismatch.startswith(INVALID):
-                row.pricing_status = "invalid_usage"  # counts were not numbers: never trusted
-            if cost.status == "unknown_model":
-                self.meter.warn_unknown(call.requested_model)
-        call.complete = status == "ok"
-        self.meter.record(call, row)
-        self.meter.end_call(call)
 
 
-def _usage_from_body(parsed: dict[str, Any]) -> Usage | None:
-    """No token-count headers (a stubbed or proxied response): read the body, hand the caller
-    an identical StreamingBody, and take the usage from the model's own body format."""
-    import io
+def _keep(call: Call, data: bytes | None, headers: Mapping[str, str] | None) -> None:
+    """Hand a miss's answer bytes (and the headers worth replaying) to the steps' ``after``."""
+    if not isinstance(data, bytes):
+        return
+    call.body = data
+    call.content_type = "application/json"
+    if headers:
+        call.response_headers = {
+            k.lower(): str(v) for k, v in headers.items() if k.lower().startswith(_CACHED_HEADERS)
+        }
 
+
+def _reread(parsed: dict[str, Any]) -> bytes:
+    """Read InvokeModel's body and hand the caller an identical ``StreamingBody``."""
     from botocore.response import StreamingBody
 
-    data = parsed["body"].read()
+    data: bytes = parsed["body"].read()
     parsed["body"] = StreamingBody(io.BytesIO(data), len(data))
+    return data
+
+
+def _usage_from_body(data: bytes) -> Usage | None:
+    """No token-count headers (a stubbed or proxied response): the usage from the model's
+    own body format."""
     try:
         decoded = json.loads(data)
     except ValueError:
@@ -272,8 +340,11 @@ class _WatchedStream:
     """The SDK's ConverseStream event stream, unchanged; its ``metadata`` event's usage
     becomes the row when the stream ends (or the partial text's estimate if it is cut)."""
 
-    def __init__(self, inner: Any, metering: _Metering, call: Call, t0: float, ts: Any) -> None:
+    def __init__(
+        self, inner: Any, metering: _Metering, call: Call, t0: float, ts: Any, *, keep: bool = False
+    ) -> None:
         self._inner = inner
+        self._events: list[Mapping[str, Any]] | None = [] if keep else None
         self._metering = metering
         self._call = call
         self._t0 = t0
@@ -287,6 +358,8 @@ class _WatchedStream:
             for event in self._inner:
                 if isinstance(event, Mapping):
                     self._watch(event)
+                    if self._events is not None:
+                        self._events.append(event)
                 yield event
             status = "ok" if self._usage is not None else "error"
         except GeneratorExit:
@@ -316,6 +389,10 @@ class _WatchedStream:
         if self._done:
             return
         self._done = True
+        if self._events is not None and status == "ok":
+            answer = assemble_converse_events(self._events)
+            if answer is not None:
+                _keep(self._call, json.dumps(answer, separators=(",", ":")).encode(), None)
         self._metering._finish(
             self._call,
             self._t0,

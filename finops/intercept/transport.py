@@ -24,7 +24,7 @@ from finops.providers.base import StreamWatcher
 
 __all__ = ["AsyncMeteringTransport", "Attempt", "AttemptHook", "MeteringTransport"]
 
-_DROP_HEADERS = ("content-encoding", "content-length", "transfer-encoding")
+_DROP_HEADERS = frozenset({b"content-encoding", b"content-length", b"transfer-encoding"})
 
 
 class Attempt(Protocol):
@@ -72,30 +72,44 @@ class _Watch:
     events; each one is shown to the watcher, which may drop it (the injected usage chunk).
     """
 
-    __slots__ = ("_attempt", "_body", "_buffer", "_done", "_raw", "_response", "_watcher")
+    __slots__ = (
+        "_attempt", "_body", "_buffer", "_done", "_feed_bytes", "_on_event", "_raw",
+        "_response", "_watcher",
+    )
 
     def __init__(self, attempt: Attempt, response: httpx2.Response) -> None:
         self._attempt = attempt
         self._response = response
-        self._watcher = attempt.watcher(response)
+        self._watcher = watcher = attempt.watcher(response)
         self._body: list[bytes] = []
-        self._raw: list[bytes] | None = (
-            [] if self._watcher is not None and attempt.capture else None
-        )
+        self._raw: list[bytes] | None = [] if watcher is not None and attempt.capture else None
         self._buffer = b""
         self._done = False
+        # a binary-framed stream (AWS event stream) is fed its bytes as they are
+        self._feed_bytes = getattr(watcher, "feed_bytes", None)
+        self._on_event = watcher.on_event if watcher is not None else None
 
     def feed(self, chunk: bytes) -> bytes:
-        if self._watcher is None:
+        on_event = self._on_event
+        if on_event is None:
             self._body.append(chunk)
             return chunk
         if self._raw is not None:
             self._raw.append(chunk)
-        feed_bytes = getattr(self._watcher, "feed_bytes", None)
-        if feed_bytes is not None:  # a binary-framed stream (AWS event stream): bytes as is
+        if self._feed_bytes is not None:
             with contextlib.suppress(Exception):
-                feed_bytes(chunk)
+                self._feed_bytes(chunk)
             return chunk
+        if (
+            not self._buffer
+            and chunk.find(b"\n\n") == len(chunk) - 2
+            and b"\r" not in chunk
+        ):  # the usual chunk: exactly one whole event (no parsing or copying here)
+            try:
+                keep = on_event(chunk[:-2])
+            except Exception:  # a garbled event is the SDK's business; metering goes on
+                keep = True
+            return chunk if keep else b""
         buffer = self._buffer + chunk
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
@@ -167,10 +181,18 @@ class _SyncStream(httpx2.SyncByteStream):
         self._response = response
         self._watch = watch
         self._source: Iterator[bytes] | None = None
+        #: no ``content-encoding`` to undo: the transport's stream is read as it is
+        self.identity = True
 
     def __iter__(self) -> Iterator[bytes]:
         if self._source is None:
-            self._source = self._response.iter_bytes()
+            stream = self._response.stream
+            if self.identity and isinstance(stream, httpx2.SyncByteStream):
+                # nothing to decode: read the transport's stream itself, not through a
+                # second layer of httpx2's decoder and chunker generators (per chunk)
+                self._source = iter(stream)
+            else:
+                self._source = self._response.iter_bytes()
         try:
             for chunk in self._source:
                 out = self._watch.feed(chunk)
@@ -200,10 +222,15 @@ class _AsyncStream(httpx2.AsyncByteStream):
         self._response = response
         self._watch = watch
         self._source: AsyncIterator[bytes] | None = None
+        self.identity = True
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         if self._source is None:
-            self._source = self._response.aiter_bytes()
+            stream = self._response.stream
+            if self.identity and isinstance(stream, httpx2.AsyncByteStream):
+                self._source = aiter(stream)
+            else:
+                self._source = self._response.aiter_bytes()
         try:
             async for chunk in self._source:
                 out = self._watch.feed(chunk)
@@ -226,10 +253,6 @@ class _AsyncStream(httpx2.AsyncByteStream):
             self._watch.end("closed_early")
 
 
-def _headers(response: httpx2.Response) -> list[tuple[bytes, bytes]]:
-    return [(k, v) for k, v in response.headers.raw if k.lower().decode() not in _DROP_HEADERS]
-
-
 def _replay(served: Served, request: httpx2.Request) -> httpx2.Response:
     """The response of a request answered by a step (nothing was sent)."""
     return httpx2.Response(
@@ -246,10 +269,19 @@ def _wrap(
     stream_type: type[_SyncStream] | type[_AsyncStream],
 ) -> httpx2.Response:
     watch = _Watch(attempt, response)
+    stream = stream_type(response, watch)
+    headers = []
+    for key, value in response.headers.raw:  # one pass (each Headers.get is a scan)
+        name = key.lower()
+        if name in _DROP_HEADERS:
+            if name == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+                stream.identity = False
+            continue
+        headers.append((key, value))
     return httpx2.Response(
         response.status_code,
-        headers=_headers(response),
-        stream=stream_type(response, watch),
+        headers=headers,
+        stream=stream,
         extensions=response.extensions,
     )
 

@@ -133,6 +133,7 @@ class Ledger:
         self._fatal: str | None = None
         self._next_orphan_scan = 0.0
         self._last_error: str | None = None
+        self._flush_hooks: list[Any] = []
         try:
             self.store: Store = self._open_store(
                 duckdb_threads=duckdb_threads,
@@ -256,6 +257,50 @@ class Ledger:
             self._backlog_bytes -= len(self._backlog.popleft())
         return True
 
+    def add_flush_hook(self, hook: Any) -> None:
+        """Call ``hook(timeout_s)`` at the start of every :meth:`flush` (and so of
+        :meth:`close`): a meter that builds rows off the caller's thread appends them then."""
+        self._flush_hooks.append(hook)
+
+    def adopt(self, rows: Sequence[LedgerRow]) -> None:
+        """Record rows that may already be in the ledger (rebuilt after a crash).
+
+        They go to a spool segment of their own, left unlocked, and are ingested now by the
+        idempotent orphan replay (a row whose ``row_id`` already landed is left out).
+        """
+        lines = []
+        for row in rows:
+            try:
+                lines.append(encode(row))
+            except Exception as exc:
+                self.dropped += 1
+                log.error("finops ledger: cannot encode row %s: %r", row.row_id, exc)
+        if not lines:
+            return
+        # not this ledger's prefix: its own orphan scan must pick the segment up
+        path = self.spool_dir / f"{os.getpid()}-{os.urandom(4).hex()}-000000{SUFFIX}"
+        try:
+            seg = Segment(path)
+        except FileNotFoundError:
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+            seg = Segment(path)
+        try:
+            data = memoryview(b"".join(lines))
+            while data:
+                data = data[os.write(seg.fd, data) :]
+        finally:
+            seg.release()  # unlocked: an orphan, replayed with dedup by row_id
+        self.replay_orphans()
+
+    def replay_orphans(self) -> None:
+        """Ingest now what dead processes left in the spool (also done every
+        ``orphan_scan_s`` by the writer)."""
+        try:
+            self._replay_orphans()
+        except Exception as exc:  # the writer retries on its next cycle
+            self._last_error = f"{type(exc).__name__}: {exc}"
+            log.warning("finops ledger: cannot replay spool yet: %s", exc)
+
     def _append_after_close(self, line: bytes, row_id: str) -> None:
         if not self._warned_closed:
             self._warned_closed = True
@@ -318,6 +363,10 @@ class Ledger:
         ledger returns whether everything it spooled was written.
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        for hook in list(self._flush_hooks):  # rows still being built off the caller's thread
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            with contextlib.suppress(Exception):
+                hook(remaining)
         with self._append_lock:
             if self._backlog and self._segment is not None:
                 self._drain_locked()

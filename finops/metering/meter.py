@@ -8,6 +8,7 @@ logged (``finops`` logger + :class:`~finops.errors.MeteringWarning`) and written
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -15,6 +16,8 @@ import time
 import warnings
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx2
@@ -28,10 +31,11 @@ from finops.pipeline.call import Call, Served
 from finops.providers import Parsed, StreamWatcher, adapter_for, classify
 from finops.providers.base import INVALID as INVALID_USAGE
 from finops.providers.bedrock import EVENTSTREAM, EventStreamFrames
-from finops.providers.hosts import HostRoute, amend_row, price_on_host
-from finops.usage import Usage
+from finops.providers.hosts import HostMap, HostRoute, amend_row, price_on_host, route_for
+from finops.usage import TOKEN_FIELDS, StepUsage, Usage
 
 if TYPE_CHECKING:
+    from finops.metering.deferred import Deferred
     from finops.pricing import PriceBook, PricedCost
 
 __all__ = ["ClientHook", "Meter", "MeteredAttempt", "RowSink"]
@@ -81,6 +85,14 @@ class Meter:
         self._warned_models: set[str] = set()
         self._on_row = on_row
         self._on_call_end = on_call_end
+        #: the pending journal and builder thread (None: every row is built on the
+        #: caller's thread); set by :meth:`defer`.
+        self.deferred: Deferred | None = None
+        self.hosts: HostMap | None = None  # for rebuilding rows from a dead process's journal
+        # (price provider, requested model) pairs already metered on the caller's thread:
+        # their later calls may be deferred (a first call warns about an unknown model in
+        # the caller's thread, as it always did).
+        self._seen: set[tuple[str | None, str | None, str]] = set()
 
     def hook(
         self,
@@ -124,6 +136,61 @@ class Meter:
         log.warning(message)
         warnings.warn(message, UnknownModelWarning, stacklevel=2)
 
+    # -- deferral --------------------------------------------------------------------------
+    def defer(self, directory: Path, *, replay_now: bool = True) -> Deferred:
+        """Build rows off the caller's thread from now on (see :mod:`finops.metering.deferred`).
+
+        Only for a pipeline with no ``on_row``/``after`` steps (their hooks expect the priced
+        row on the caller's thread). ``directory``: the pending journal (inside the ledger's
+        spool directory). With ``replay_now``, journals left by dead processes are replayed
+        before this returns.
+        """
+        from finops.metering.deferred import Deferred
+
+        deferred = Deferred(directory, replay=self._replay_lines)
+        if replay_now:
+            try:
+                if deferred.replay_orphans():
+                    replay = getattr(self.sink, "replay_orphans", None)
+                    if replay is not None:
+                        replay()
+            except Exception as exc:  # retried by the builder's periodic scan
+                log.warning("finops: cannot replay pending journals yet: %r", exc)
+        self.deferred = deferred
+        return deferred
+
+    def drain(self, timeout_s: float | None = None) -> bool:
+        """Wait until the rows of every call returned so far have been handed to the sink."""
+        deferred = self.deferred
+        return True if deferred is None else deferred.drain(timeout_s)
+
+    def close(self) -> None:
+        """Build the pending rows and stop the builder thread; later rows are built inline."""
+        deferred = self.deferred
+        if deferred is not None:
+            deferred.close()
+
+    def _replay_lines(self, lines: list[bytes]) -> None:
+        """Rows of a dead process's pending records, handed to the ledger's idempotent replay."""
+        from finops.metering.deferred import decode_record
+
+        rows = []
+        for line in lines:
+            record = decode_record(line)
+            if record is None:
+                continue  # a torn last line: its call had not returned
+            try:
+                rows.append(_rebuild(self, record))
+            except Exception as exc:
+                log.error("finops: cannot rebuild a pending record: %r", exc)
+        if rows:
+            adopt = getattr(self.sink, "adopt", None)
+            if adopt is None:
+                for row in rows:
+                    self.sink.append(row)
+            else:
+                adopt(rows)
+
     # -- rows ------------------------------------------------------------------------------
     def record(self, ctx: Call, row: LedgerRow) -> None:
         """Let the steps amend one finished attempt's row, account it, hand it to the ledger."""
@@ -145,6 +212,75 @@ class Meter:
             self.sink.append(row)
         except Exception as exc:
             _warn(f"could not write ledger row {row.row_id}: {exc!r}")
+
+    def finish_usage(
+        self,
+        call: Call,
+        ts: datetime,
+        elapsed: float,
+        status: str,
+        http_status: int | None,
+        usage: Usage | None,
+        *,
+        error: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        """Record one attempt whose usage the caller already read (boto3's Bedrock events),
+        off the caller's thread when possible, then end the call."""
+        key = (call.price_provider, call.requested_model, call.endpoint)
+        attempt = call.next_attempt()
+        row_id = new_id()
+        deferred = self.deferred
+        if deferred is not None and status == "ok" and usage is not None and key in self._seen:
+            try:
+                line: bytes | None = _dumps(
+                    [
+                        2, row_id, call.call_id, attempt, _epoch_us(ts), elapsed,
+                        call.provider, call.price_provider, call.endpoint, call.requested_model,
+                        call.stream, http_status, status, error, message,
+                        call.tags if type(call.tags) is dict else dict(call.tags),
+                        _row_fields(call.row), call.service_tier, call.api_url,
+                        call.prompt_text, _usage_dict(usage),
+                    ]
+                ).encode() + b"\n"
+            except Exception:
+                line = None
+            job = functools.partial(
+                self._usage_row_now, call, row_id, attempt, ts, elapsed, status, http_status,
+                usage, error, message,
+            )
+            if line is not None and deferred.submit(line, job):
+                self.end_call(call)
+                return
+        self._usage_row_now(
+            call, row_id, attempt, ts, elapsed, status, http_status, usage, error, message
+        )
+        self._seen.add(key)
+        self.end_call(call)
+
+    def _usage_row_now(
+        self,
+        call: Call,
+        row_id: str,
+        attempt: int,
+        ts: datetime,
+        elapsed: float,
+        status: str,
+        http_status: int | None,
+        usage: Usage | None,
+        error: str | None,
+        message: str | None,
+    ) -> None:
+        try:
+            if call.estimate is None and call.estimate_later is not None:
+                call.estimate_later(call, b"")
+        except Exception as exc:
+            _warn(f"estimating call {call.call_id} failed: {exc!r}")
+        self.record(
+            call,
+            _usage_row(self, call, row_id, attempt, ts, elapsed, status, http_status, usage,
+                       error, message),
+        )
 
     def end_call(self, ctx: Call) -> None:
         """The call is over (all attempts done): run the steps' ``after``, forget the call."""
@@ -249,7 +385,7 @@ class ClientHook:
 class MeteredAttempt:
     """One HTTP attempt of a call; becomes one ledger row."""
 
-    __slots__ = ("_body_hash", "_meter", "_t0", "_ts", "ctx", "number")
+    __slots__ = ("_body_hash", "_content", "_ctype", "_meter", "_t0", "_ts", "ctx", "number")
 
     def __init__(self, meter: Meter, ctx: Call, request: httpx2.Request) -> None:
         self._meter = meter
@@ -261,6 +397,8 @@ class MeteredAttempt:
             content = request.content
         except httpx2.RequestNotRead:
             content = b""
+        self._content = content
+        self._ctype: str | bool | None = False  # the response's content-type, once read
         self._body_hash = hashlib.sha256(content).hexdigest() if content else None
 
     @property
@@ -275,9 +413,10 @@ class MeteredAttempt:
 
     def watcher(self, response: httpx2.Response) -> StreamWatcher | None:
         """Watch SSE bodies of successful responses; JSON bodies are parsed at the end."""
+        self._ctype = ctype = response.headers.get("content-type")
         if response.status_code >= 400:
             return None
-        kind = response.headers.get("content-type", "")
+        kind = ctype or ""
         binary = EVENTSTREAM in kind  # AnthropicBedrock streams: AWS event-stream frames
         if "text/event-stream" not in kind and not binary:
             return None
@@ -297,29 +436,128 @@ class MeteredAttempt:
         error: BaseException | None,
         raw: bytes | None = None,
     ) -> None:
-        """Build, price and record the row; never raises."""
+        """Build, price and record the row (now, or on the builder thread); never raises."""
+        elapsed = time.perf_counter() - self._t0
         ctx = self.ctx
         if response is not None:
-            ctx.content_type = response.headers.get("content-type")
+            ctype = self._ctype
+            ctx.content_type = (
+                ctype if ctype is not False else response.headers.get("content-type")  # type: ignore[assignment]
+            )
         if ctx.capture:
             ctx.body = raw if raw is not None else body
+        meter = self._meter
+        deferred = meter.deferred
+        streamed = watcher is not None and response is not None and response.status_code < 400
+        key = (ctx.price_provider, ctx.requested_model, ctx.endpoint)
+        if (
+            deferred is not None
+            and response is not None
+            and response.status_code < 400
+            and key in meter._seen
+        ):
+            row_id = new_id()
+            parsed = watcher.result() if watcher is not None else self._parse_body(body)
+            fixed = _Fixed(parsed) if parsed is not None else None
+            line = (
+                self._pending_line(row_id, response, fixed, outcome, error, elapsed)
+                if fixed is not None
+                else None
+            )
+            if line is not None and deferred.submit(
+                line,
+                functools.partial(
+                    self._build_and_record, row_id, response, None, fixed, outcome, error,
+                    elapsed,
+                ),
+            ):
+                if streamed:  # a streamed 2xx response is never retried: the call is over
+                    meter.end_call(ctx)
+                return
+        self._build_and_record(new_id(), response, body, watcher, outcome, error, elapsed)
+        meter._seen.add(key)
+        if streamed:  # a streamed 2xx response is never retried: the call is over
+            meter.end_call(ctx)
+
+    def _build_and_record(
+        self,
+        row_id: str,
+        response: httpx2.Response | None,
+        body: bytes | None,
+        watcher: StreamWatcher | None,
+        outcome: str,
+        error: BaseException | None,
+        elapsed: float,
+    ) -> None:
+        ctx = self.ctx
         try:
-            row = self._row(response, body, watcher, outcome, error)
+            if ctx.estimate is None and ctx.estimate_later is not None:
+                ctx.estimate_later(ctx, self._content)
+            row = self._row(row_id, response, body, watcher, outcome, error, elapsed)
         except Exception as exc:  # last line of defence: a bare row still lands
             _warn(f"metering failed for call {self.ctx.call_id}: {exc!r}")
-            row = self._base_row("error" if error or outcome != "complete" else "ok", response)
+            row = self._base_row(
+                row_id, "error" if error or outcome != "complete" else "ok", response, elapsed
+            )
             row.finops_error = f"metering failed: {exc!r}"
         self._meter.record(self.ctx, row)
-        # A streamed 2xx response is never retried: the call is over when its stream is.
-        if watcher is not None and response is not None and response.status_code < 400:
-            self._meter.end_call(self.ctx)
+
+    def _parse_body(self, body: bytes | None) -> Parsed | None:
+        """A JSON body parsed as :meth:`_row` would (None: not parseable, meter it now)."""
+        adapter = adapter_for(self.ctx.provider, self.ctx.endpoint)
+        if adapter is None or not body:
+            return None
+        try:
+            payload = json.loads(body)
+            return adapter.parse_json(payload) if isinstance(payload, Mapping) else None
+        except Exception:  # the row built now says what was wrong with the body
+            return None
+
+    def _pending_line(
+        self,
+        row_id: str,
+        response: httpx2.Response,
+        fixed: _Fixed,
+        outcome: str,
+        error: BaseException | None,
+        elapsed: float,
+    ) -> bytes | None:
+        """The durable record the row can be rebuilt from (None: meter it now instead).
+
+        It holds the parsed usage, ids, times, status and tags: no request content, no
+        response text (only with ``store_content``, as on the row), no headers. A response
+        without usage, or a stream that did not reach its final event (its output is then
+        estimated from the text), is metered now instead.
+        """
+        ctx = self.ctx
+        try:
+            parsed = fixed.parsed
+            if parsed.usage is None or not parsed.complete or outcome == "failed":
+                return None
+            payload = _parsed_dict(parsed, self._meter.store_content)
+            ts = self._ts
+            tags = ctx.tags if type(ctx.tags) is dict else dict(ctx.tags)
+            record = [
+                1, row_id, ctx.call_id, self.number, _epoch_us(ts), elapsed, ctx.provider,
+                ctx.price_provider, ctx.endpoint, ctx.requested_model, ctx.stream,
+                response.status_code, ctx.content_type, outcome,
+                type(error).__name__ if error is not None else None,
+                clip(str(error)) if error is not None else None,
+                tags, self._body_hash, _row_fields(ctx.row), ctx.service_tier, ctx.api_url,
+                ctx.prompt_text, "parsed", payload,
+            ]
+            return _dumps(record).encode() + b"\n"
+        except Exception as exc:  # anything not plain JSON (a step's own field): meter it now
+            log.debug("finops: no pending record: %r", exc)
+            return None
 
     # -- building the row ----------------------------------------------------------------
-    def _base_row(self, status: str, response: httpx2.Response | None) -> LedgerRow:
+    def _base_row(
+        self, row_id: str, status: str, response: httpx2.Response | None, elapsed: float
+    ) -> LedgerRow:
         ctx = self.ctx
-        elapsed = time.perf_counter() - self._t0
         return LedgerRow(
-            row_id=new_id(),
+            row_id=row_id,
             call_id=ctx.call_id,
             attempt=self.number,
             ts_start=self._ts,
@@ -338,15 +576,17 @@ class MeteredAttempt:
 
     def _row(
         self,
+        row_id: str,
         response: httpx2.Response | None,
         body: bytes | None,
         watcher: StreamWatcher | None,
         outcome: str,
         error: BaseException | None,
+        elapsed: float,
     ) -> LedgerRow:
         ctx = self.ctx
         if response is None:  # connection error, timeout: nothing came back
-            row = self._base_row("error", None)
+            row = self._base_row(row_id, "error", None, elapsed)
             row.error_type = type(error).__name__ if error else "no_response"
             row.error_message = clip(str(error)) if error else None
             return row
@@ -366,7 +606,7 @@ class MeteredAttempt:
                 problem = f"unparseable response body ({len(body)} bytes): {exc}"
 
         status, error_type, message = self._status(response, parsed, outcome, error, problem)
-        row = self._base_row(status, response)
+        row = self._base_row(row_id, status, response, elapsed)
         row.error_type, row.error_message = error_type, message
         if status == "ok" and response.status_code < 300:
             ctx.complete = True  # a whole, successful answer (what a cache may keep)
@@ -446,6 +686,234 @@ class MeteredAttempt:
         if est_in is None and not produced:
             return None
         return Usage(input_tokens=int(est_in or 0), output_tokens=produced, estimated=True)
+
+
+class _Fixed:
+    """A stream watcher's result, taken once on the caller's thread (or from a journal)."""
+
+    __slots__ = ("parsed",)
+
+    def __init__(self, parsed: Parsed) -> None:
+        self.parsed = parsed
+
+    def on_event(self, block: bytes) -> bool:
+        """Never fed: the stream is over."""
+        return True
+
+    def result(self) -> Parsed:
+        """The parsed stream."""
+        return self.parsed
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
+
+
+def _decimal_fields() -> frozenset[str]:
+    from finops.ledger.migrations import COLUMN_TYPES
+
+    return frozenset(n for n, kind in COLUMN_TYPES.items() if kind.startswith("DECIMAL"))
+
+
+_DECIMALS = _decimal_fields()
+
+
+def _row_fields(fields: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The steps' row fields as JSON values (Decimal as text; anything else must be JSON)."""
+    if not fields:
+        return None
+    return {k: str(v) if isinstance(v, Decimal) else v for k, v in fields.items()}
+
+
+def _usage_dict(usage: Usage) -> dict[str, Any]:
+    out: dict[str, Any] = {f: getattr(usage, f) for f in TOKEN_FIELDS}
+    if usage.server_tool_requests:
+        out["server_tool_requests"] = dict(usage.server_tool_requests)
+    if usage.steps:
+        out["steps"] = [[s.model, s.kind, _usage_dict(s.usage)] for s in usage.steps]
+    if usage.mismatch is not None:
+        out["mismatch"] = usage.mismatch
+    if usage.estimated:
+        out["estimated"] = True
+    return out
+
+
+def _usage_from(data: Mapping[str, Any]) -> Usage:
+    return Usage(
+        **{f: int(data.get(f, 0)) for f in TOKEN_FIELDS},
+        server_tool_requests=dict(data.get("server_tool_requests") or {}),
+        steps=tuple(
+            StepUsage(model=m, kind=k, usage=_usage_from(u)) for m, k, u in data.get("steps", ())
+        ),
+        mismatch=data.get("mismatch"),
+        estimated=bool(data.get("estimated", False)),
+    )
+
+
+def _parsed_dict(parsed: Parsed, store_content: bool) -> dict[str, Any]:
+    return {
+        "usage": _usage_dict(parsed.usage) if parsed.usage is not None else None,
+        "served_model": parsed.served_model,
+        "service_tier": parsed.service_tier,
+        "output_text": parsed.output_text if store_content else None,
+        "error_message": parsed.error_message,
+        "complete": parsed.complete,
+        "host_cost": str(parsed.host_cost) if parsed.host_cost is not None else None,
+        "host_cost_detail": parsed.host_cost_detail,
+        "notes": list(parsed.notes),
+    }
+
+
+def _parsed_from(data: Mapping[str, Any]) -> Parsed:
+    usage = data.get("usage")
+    host_cost = data.get("host_cost")
+    return Parsed(
+        usage=_usage_from(usage) if usage is not None else None,
+        served_model=data.get("served_model"),
+        service_tier=data.get("service_tier"),
+        output_text=data.get("output_text"),
+        error_message=data.get("error_message"),
+        complete=bool(data.get("complete", True)),
+        host_cost=Decimal(host_cost) if host_cost is not None else None,
+        host_cost_detail=data.get("host_cost_detail"),
+        notes=list(data.get("notes") or ()),
+    )
+
+
+def _epoch_us(ts: datetime) -> int | None:
+    return (ts - _EPOCH) // _MICROSECOND if ts.tzinfo is not None else None
+
+
+def _usage_row(
+    meter: Meter,
+    call: Call,
+    row_id: str,
+    attempt: int,
+    ts: datetime,
+    elapsed: float,
+    status: str,
+    http_status: int | None,
+    usage: Usage | None,
+    error: str | None,
+    message: str | None,
+) -> LedgerRow:
+    """The row of an attempt whose usage was read by the caller (Bedrock through boto3)."""
+    row = LedgerRow(
+        row_id=row_id,
+        call_id=call.call_id,
+        attempt=attempt,
+        ts_start=ts,
+        ts_end=ts + timedelta(seconds=elapsed),
+        latency_ms=elapsed * 1000.0,
+        provider=call.price_provider or call.provider,
+        endpoint=call.endpoint,
+        status=status,
+        requested_model=call.requested_model,
+        served_model=call.requested_model,
+        stream=call.stream,
+        http_status=http_status,
+        error_type=error,
+        error_message=message[:500] if message else None,
+        tags=dict(call.tags),
+        prompt_text=call.prompt_text,
+    )
+    if usage is None and status in ("ok", "cancelled"):
+        est = getattr(call.estimate, "input_tokens", None)
+        if est is not None:
+            usage = Usage(input_tokens=int(est), estimated=True)
+    if usage is not None:
+        fill_usage(row, usage)
+        cost = meter.price(call, call.requested_model, usage, ts)
+        fill_cost(row, cost)
+        amend_row(row, call.host, Parsed(usage=usage), cost)
+        if usage.mismatch and usage.mismatch.startswith(INVALID_USAGE):
+            row.pricing_status = "invalid_usage"  # counts were not numbers: never trusted
+        if cost.status == "unknown_model":
+            meter.warn_unknown(call.requested_model)
+    call.complete = status == "ok"
+    return row
+
+
+def _rebuild_usage(meter: Meter, record: list[Any]) -> LedgerRow:
+    (
+        _v, row_id, call_id, attempt, ts_us, elapsed, provider, price_provider, endpoint,
+        requested, stream, http_status, status, error, message, tags, row_fields,
+        service_tier, api_url, prompt_text, usage,
+    ) = record[:21]
+    call = Call(
+        call_id=call_id,
+        provider=provider,
+        endpoint=endpoint,
+        requested_model=requested,
+        stream=bool(stream),
+        tags=dict(tags or {}),
+        price_provider=price_provider,
+        api_url=api_url,
+        host=route_for(meter.hosts, provider, api_url) if api_url else None,
+        service_tier=service_tier,
+        prompt_text=prompt_text,
+    )
+    ts = _EPOCH + timedelta(microseconds=int(ts_us)) if ts_us is not None else meter.clock()
+    row = _usage_row(
+        meter, call, row_id, int(attempt), ts, float(elapsed), status, http_status,
+        _usage_from(usage), error, message,
+    )
+    for name, value in (row_fields or {}).items():
+        setattr(row, name, Decimal(value) if name in _DECIMALS and value is not None else value)
+    return row
+
+
+def _rebuild(meter: Meter, record: list[Any]) -> LedgerRow:
+    """The row of a pending record a dead process left (see :meth:`Meter.defer`)."""
+    if record[0] == 2:
+        return _rebuild_usage(meter, record)
+    (
+        _v, row_id, call_id, number, ts_us, elapsed, provider, price_provider, endpoint,
+        requested, stream, http_status, content_type, outcome, error_type, error_text, tags,
+        body_hash, row_fields, service_tier, api_url, prompt_text, kind, payload,
+    ) = record[:24]
+    host = route_for(meter.hosts, provider, api_url) if api_url else None
+    ctx = Call(
+        call_id=call_id,
+        provider=provider,
+        endpoint=endpoint,
+        requested_model=requested,
+        stream=bool(stream),
+        tags=dict(tags or {}),
+        price_provider=price_provider,
+        api_url=api_url,
+        host=host,
+        service_tier=service_tier,
+        prompt_text=prompt_text,
+    )
+    for name, value in (row_fields or {}).items():
+        ctx.row[name] = Decimal(value) if name in _DECIMALS and value is not None else value
+    ctx.content_type = content_type
+    attempt = MeteredAttempt.__new__(MeteredAttempt)
+    attempt._meter = meter
+    attempt.ctx = ctx
+    attempt.number = int(number)
+    attempt._ts = _EPOCH + timedelta(microseconds=int(ts_us)) if ts_us is not None else meter.clock()
+    attempt._t0 = 0.0
+    attempt._content = b""
+    attempt._body_hash = body_hash
+    response = httpx2.Response(
+        int(http_status), headers={"content-type": content_type} if content_type else None
+    )
+    error = _Replayed(error_text) if error_type else None
+    del kind  # "parsed": what the response said, parsed on the caller's thread
+    watcher = _Fixed(_parsed_from(payload))
+    row = attempt._row(row_id, response, None, watcher, outcome, error, float(elapsed))
+    if error is not None:
+        row.error_type = error_type if row.error_type == "_Replayed" else row.error_type
+    for name, value in ctx.row.items():
+        setattr(row, name, value)
+    return row
+
+
+class _Replayed(Exception):
+    """An attempt's error, as recorded in a pending record."""
 
 
 def _warn(message: str) -> None:

@@ -52,6 +52,7 @@ class Outcome:
     served_model: str | None = None
     content_type: str | None = None
     body: bytes | None = None
+    headers: Mapping[str, str] | None = None  # answer headers worth replaying (Bedrock)
 
 
 @dataclass(slots=True, eq=False)
@@ -75,6 +76,9 @@ class Call:
     row: dict[str, Any] = field(default_factory=dict)  # LedgerRow fields for every row
     strip_usage_chunk: bool = False  # finops injected include_usage: hide that chunk
     estimate: Any = None  # finops.tokens.Estimate, when a step estimated the request
+    #: ``f(call, request_body)``: an estimate nothing needs before the network, made when
+    #: the row is built (off the caller's thread) from the request body as it was sent.
+    estimate_later: Any = None
     reservation: Any = None  # finops.budgets.Reservation, when a budget applies
     capture: bool = False  # keep the raw response bytes for the steps' ``after``
     served: Served | None = None  # answer provided by a step; nothing is sent
@@ -89,6 +93,7 @@ class Call:
     served_model: str | None = None
     content_type: str | None = None
     body: bytes | None = None
+    response_headers: Mapping[str, str] | None = None  # set by seams that need them replayed
     complete: bool = False
     ended: bool = False
     created: float = field(default_factory=time.monotonic)
@@ -111,6 +116,7 @@ class Call:
             served_model=self.served_model,
             content_type=self.content_type,
             body=self.body,
+            headers=self.response_headers,
         )
 
 

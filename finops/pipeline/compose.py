@@ -48,6 +48,7 @@ def build_steps(config: StepConfig, env: StepEnv) -> list[Step]:
         pricebook=env.pricebook,
         clock=env.clock,
         priced=config.budgets is not None,
+        defer=config.budgets is None,
     )
     steps: list[Step | None] = [
         StreamUsageStep(),

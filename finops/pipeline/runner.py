@@ -56,6 +56,12 @@ class Pipeline:
             (i, s) for i, s in reversed(list(enumerate(self.steps))) if _overrides(s, "after")
         )
 
+    @property
+    def response_hooks(self) -> bool:
+        """Whether any step has an ``on_row`` or ``after`` hook (they expect the priced row
+        on the caller's thread, so the meter builds rows there)."""
+        return bool(self._row or self._after)
+
     # -- before the network ----------------------------------------------------------------
     def start(
         self, hook: ClientHook, endpoint: str, kwargs: dict[str, Any], *, kind: str

@@ -24,6 +24,7 @@ from finops.usage import Usage
 __all__ = [
     "EVENTSTREAM",
     "EventStreamFrames",
+    "assemble_converse_events",
     "body_usage",
     "converse_usage",
     "header_usage",
@@ -186,3 +187,66 @@ class EventStreamFrames:
                 )
             parsed.usage = usage
         return parsed
+
+
+def assemble_converse_events(items: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The Converse answer of ConverseStream events as botocore parsed them; None if the
+    stream is not complete (no ``messageStop`` / ``metadata``) or holds binary members."""
+    role = "assistant"
+    blocks: dict[int, dict[str, Any]] = {}
+    tool_input: dict[int, str] = {}
+    answer: dict[str, Any] = {}
+    stopped = have_meta = False
+    for event in items:
+        if "messageStart" in event:
+            role = event["messageStart"].get("role", role)
+        elif "contentBlockStart" in event:
+            start = event["contentBlockStart"]
+            tool = (start.get("start") or {}).get("toolUse")
+            if tool is not None:
+                blocks[start.get("contentBlockIndex", 0)] = {"toolUse": dict(tool)}
+        elif "contentBlockDelta" in event:
+            delta_event = event["contentBlockDelta"]
+            index = delta_event.get("contentBlockIndex", 0)
+            delta = delta_event.get("delta") or {}
+            if "text" in delta:
+                block = blocks.setdefault(index, {"text": ""})
+                block["text"] = block.get("text", "") + delta["text"]
+            elif "toolUse" in delta:
+                blocks.setdefault(index, {"toolUse": {}})
+                tool_input[index] = tool_input.get(index, "") + delta["toolUse"].get("input", "")
+            elif "reasoningContent" in delta:
+                block = blocks.setdefault(index, {"reasoningContent": {"reasoningText": {}}})
+                text = block["reasoningContent"].setdefault("reasoningText", {})
+                part = delta["reasoningContent"]
+                if "text" in part:
+                    text["text"] = text.get("text", "") + part["text"]
+                if "signature" in part:
+                    text["signature"] = part["signature"]
+                if "redactedContent" in part:
+                    return None  # binary: not stored
+        elif "contentBlockStop" in event:
+            continue
+        elif "messageStop" in event:
+            stopped = True
+            answer["stopReason"] = event["messageStop"].get("stopReason")
+            extra = event["messageStop"].get("additionalModelResponseFields")
+            if extra is not None:
+                answer["additionalModelResponseFields"] = extra
+        elif "metadata" in event:
+            have_meta = True
+            meta = event["metadata"]
+            for key, value in meta.items():
+                answer[key] = value
+        else:
+            return None  # an exception event or one finops does not know
+    if not (stopped and have_meta):
+        return None
+    for index, raw in tool_input.items():
+        blocks[index]["toolUse"]["input"] = json.loads(raw) if raw else {}
+    answer["output"] = {"message": {"role": role, "content": [blocks[i] for i in sorted(blocks)]}}
+    try:
+        json.dumps(answer)
+    except (TypeError, ValueError):
+        return None
+    return answer if answer.get("stopReason") and isinstance(answer.get("usage"), Mapping) else None

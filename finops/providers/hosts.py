@@ -158,6 +158,20 @@ class HostRoute:
     #: Azure-style deployment names → the model they serve (used when the response does
     #: not name the model, and for the requested model before the call).
     deployments: tuple[tuple[str, str], ...] = ()
+    #: Azure deployment types (``global`` | ``data_zone`` | ``regional``) by deployment name,
+    #: ``"*"`` for every deployment of the resource. Only from the user's config: neither
+    #: the URL nor the response says how a deployment was created.
+    deployment_types: tuple[tuple[str, str], ...] = ()
+
+    def deployment_type(self, name: str | None) -> str | None:
+        """The configured deployment type of deployment ``name`` (or of the resource)."""
+        default = None
+        for deployment, kind in self.deployment_types:
+            if deployment == name:
+                return kind
+            if deployment == "*":
+                default = kind
+        return default
 
     def model_for(self, name: str) -> str:
         """The model a deployment name stands for (the name itself if not mapped)."""
@@ -207,7 +221,9 @@ class HostMap:
         data: HostData | None = None,
     ) -> None:
         self._data = data or load_host_data()
-        self._user: list[tuple[str, str, str, tuple[tuple[str, str], ...]]] = []
+        self._user: list[
+            tuple[str, str, str, tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
+        ] = []
         self._fallback = _GUESS
         self._fallback_provider: str | None = None
         if providers is None:
@@ -218,7 +234,7 @@ class HostMap:
                 '{"my-gateway.internal": "groq"}'
             )
         for key, spec in providers.items():
-            value, deployments = _spec(key, spec)
+            value, deployments, types = _spec(key, spec)
             if not isinstance(key, str) or not isinstance(value, str) or not key or not value:
                 raise ConfigError(
                     f"providers={{{key!r}: {value!r}}}: keys are hosts (or host:port, "
@@ -235,13 +251,13 @@ class HostMap:
             self._check(key, value, known_providers)
             k = key.strip().lower()
             if "/" in k:
-                self._user.append(("prefix", k.rstrip("/"), value, deployments))
+                self._user.append(("prefix", k.rstrip("/"), value, deployments, types))
             elif k.startswith("*."):
-                self._user.append(("suffix", k[2:], value, deployments))
+                self._user.append(("suffix", k[2:], value, deployments, types))
             elif k.startswith("."):
-                self._user.append(("suffix", k[1:], value, deployments))
+                self._user.append(("suffix", k[1:], value, deployments, types))
             else:
-                self._user.append(("host", k, value, deployments))
+                self._user.append(("host", k, value, deployments, types))
 
     def _check(self, key: str, value: str, known: frozenset[str] | None) -> None:
         if known is None or value in known or value in self._data.self_hosted:
@@ -260,7 +276,7 @@ class HostMap:
         path = parts.path or ""
         full = f"{host}:{port}" if port else host
         url = base_url.lower().rstrip("/")
-        for kind, key, provider, deployments in self._user:
+        for kind, key, provider, deployments, types in self._user:
             hit = (
                 (kind == "host" and key in (host, full))
                 or (kind == "suffix" and (host == key or host.endswith("." + key)))
@@ -278,6 +294,7 @@ class HostMap:
                     self_hosted=provider in self._data.self_hosted,
                     path=path,
                     deployments=deployments,
+                    deployment_types=types,
                 )
         for rule in self._data.rules:
             if rule.matches(host):
@@ -305,20 +322,46 @@ class HostMap:
         )
 
 
-def _spec(key: object, spec: object) -> tuple[object, tuple[tuple[str, str], ...]]:
-    """A ``providers=`` value: ``"groq"`` or ``{"provider": "azure", "deployments": {...}}``."""
+#: Azure's published premium of Data Zone and Regional standard deployments over Global
+#: (pay-as-you-go token prices; the Azure price table holds the Global prices).
+AZURE_UPLIFT = {"global": Decimal(1), "data_zone": Decimal("1.10"), "regional": Decimal("1.10")}
+_Pairs = tuple[tuple[str, str], ...]
+
+
+def _spec(key: object, spec: object) -> tuple[object, _Pairs, _Pairs]:
+    """A ``providers=`` value: ``"groq"`` or ``{"provider": "azure", "deployments": {...},
+    "deployment_type": "data_zone"}``; a deployment may be ``{"model": ..., "type": ...}``."""
     if not isinstance(spec, Mapping):
-        return spec, ()
-    unknown = set(spec) - {"provider", "deployments"}
+        return spec, (), ()
+    unknown = set(spec) - {"provider", "deployments", "deployment_type"}
     deployments = spec.get("deployments") or {}
+    example = (
+        f"providers[{key!r}]: a rule is a provider id or "
+        f'{{"provider": "azure", "deployments": {{"my-deployment": "gpt-4o"}}}} (a deployment '
+        f'may be {{"model": "gpt-4o", "type": "data_zone"}}; "deployment_type" sets the '
+        f"resource's: {sorted(AZURE_UPLIFT)})"
+    )
     if unknown or not isinstance(deployments, Mapping):
-        raise ConfigError(
-            f"providers[{key!r}]: a rule is a provider id or "
-            f'{{"provider": "azure", "deployments": {{"my-deployment": "gpt-4o"}}}}'
-            + (f"; unknown keys {sorted(unknown)}" if unknown else "")
-        )
-    pairs = tuple((str(d), str(m)) for d, m in deployments.items())
-    return spec.get("provider"), pairs
+        raise ConfigError(example + (f"; unknown keys {sorted(unknown)}" if unknown else ""))
+    pairs: list[tuple[str, str]] = []
+    types: list[tuple[str, str]] = []
+    if spec.get("deployment_type") is not None:
+        types.append(("*", str(spec["deployment_type"])))
+    for name, value in deployments.items():
+        if isinstance(value, Mapping):
+            if set(value) - {"model", "type"} or not value.get("model"):
+                raise ConfigError(example + f"; deployment {name!r} is {dict(value)!r}")
+            pairs.append((str(name), str(value["model"])))
+            if value.get("type") is not None:
+                types.append((str(name), str(value["type"])))
+        else:
+            pairs.append((str(name), str(value)))
+    for name, kind in types:
+        if kind not in AZURE_UPLIFT:
+            raise ConfigError(
+                example + f"; deployment type {kind!r} of {name!r} is not one of them"
+            )
+    return spec.get("provider"), tuple(pairs), tuple(types)
 
 
 def _family_label(rule: _Rule, path: str) -> str:
@@ -395,7 +438,7 @@ def price_on_host(
         if cost.status.startswith("fallback:"):
             return replace(cost, status=f"host_unknown:{cost.provider}; {cost.status}")
         return cost
-    return book.price(
+    cost = book.price(
         provider=provider,
         model=_in_table(book, provider, name),
         usage=usage,
@@ -403,6 +446,23 @@ def price_on_host(
         service_tier=service_tier,
         unknown=unknown,
     )
+    kind = route.deployment_type(requested) if route.deployment_types else None
+    return _uplift(cost, kind) if kind else cost
+
+
+def _uplift(cost: PricedCost, kind: str) -> PricedCost:
+    """An Azure Data Zone / Regional deployment's price: the Global price x 1.10, flagged
+    ``pricing_status = "uplift:<type>+10%"`` (configured, not observed)."""
+    factor = AZURE_UPLIFT.get(kind, Decimal(1))
+    if factor == 1 or cost.status != "priced":
+        return cost
+    parts = {
+        name: getattr(cost, name) * factor
+        for name in ("input", "cache_read", "cache_write", "output", "tools", "steps")
+    }
+    total = sum(parts.values(), Decimal(0))
+    percent = int((factor - 1) * 100)
+    return replace(cost, **parts, total=total, status=f"uplift:{kind}+{percent}%")
 
 
 def _in_table(book: PriceBook, provider: str, name: str) -> str:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from finops.routing.config import Mode, Routing, RoutingScope
 from finops.routing.translate import Limits, cannot_serve, capabilities, needs_of, translate
+from finops.routing.wires import BEDROCK_ENDPOINTS, bedrock_target, is_bedrock_id
 
 if TYPE_CHECKING:
     from finops.routing.model import RouterModel
@@ -118,7 +119,7 @@ class Router:
         started = time.thread_time_ns()
         requested = str(kwargs.get("model", ""))
         route = next((r for r in self.config.routes if r.matches(requested)), None)
-        if route is None or endpoint == "embeddings":
+        if route is None or endpoint in ("embeddings", "embed_content"):
             return None
         scope = self._scope(tags or {})
         mode: Mode = (scope.mode if scope and scope.mode else None) or self.config.mode
@@ -160,6 +161,14 @@ class Router:
             if score >= limit:
                 continue
             model = target.model or requested
+            if endpoint in BEDROCK_ENDPOINTS:
+                model = bedrock_target(requested, model)  # keeps the inference profile
+                if not is_bedrock_id(model):
+                    reasons.append("not_a_bedrock_model_id")
+                    continue
+            elif is_bedrock_id(model) and not is_bedrock_id(requested):
+                reasons.append("cross_provider")  # a Bedrock id on another SDK's wire
+                continue
             src, dst = capabilities(requested), capabilities(model)
             if src is not None and dst is not None and src.provider != dst.provider:
                 reasons.append("cross_provider")  # needs both clients wrapped: future work
@@ -174,6 +183,8 @@ class Router:
             reason = "cannot_serve:" + ",".join(dict.fromkeys(reasons)) if reasons else "no_target"
             return done("no_route", reason, score=score, threshold=base)
         served = chosen.model or requested
+        if endpoint in BEDROCK_ENDPOINTS:
+            served = bedrock_target(requested, served)
         tr = translate(
             endpoint,
             kwargs,

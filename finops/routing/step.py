@@ -43,11 +43,26 @@ class _BookLimits:
         self.max_output = lru_cache(maxsize=256)(self._max_output)
 
     def _context_window(self, model: str) -> int | None:
-        ref = self._book().resolve(model=model, provider=None)
-        return None if ref is None else ref.entry.context_window
+        book = self._book()
+        for provider in _LIMIT_PROVIDERS:
+            ref = book.resolve(model=model, provider=provider)
+            if ref is not None and ref.entry.context_window is not None:
+                return ref.entry.context_window
+        return None
 
     def _max_output(self, model: str) -> int | None:
-        return self._book().max_output_tokens(provider=None, model=model)
+        book = self._book()
+        for provider in _LIMIT_PROVIDERS:
+            if provider is None or book.resolve(model=model, provider=provider) is not None:
+                out = book.max_output_tokens(provider=provider, model=model)
+                if out is not None:
+                    return out
+        return None
+
+
+#: Where limits are looked up: by the model alone, then Bedrock ids in the ``aws`` table and
+#: Gemini models in ``google`` (their ids resolve only there).
+_LIMIT_PROVIDERS: tuple[str | None, ...] = (None, "aws", "google")
 
 
 class RouteStep(Step):
@@ -77,7 +92,7 @@ class RouteStep(Step):
         self.router = Router(config=config, model=model, limits=_BookLimits(pricebook))
 
     def before(self, call: Call) -> Served | None:
-        if call.endpoint == "embeddings":
+        if call.endpoint in ("embeddings", "embed_content"):
             return None
         opt = call.options.get("finops_route", True)
         try:
@@ -116,9 +131,12 @@ class RouteStep(Step):
 
             counts: dict[str, int] = {name: getattr(row, name) or 0 for name in _USAGE_FIELDS}
             usage = Usage(**counts)  # type: ignore[arg-type]
-            priced = self._pricebook().price(
-                provider=None, model=requested, usage=usage, at=row.ts_start
-            )
+            book = self._pricebook()
+            # Bedrock and Gemini ids are priced from their wire's own table (the row's)
+            table = row.provider if row.provider in ("aws", "google") else None
+            if table is not None and book.resolve(model=requested, provider=table) is None:
+                table = None
+            priced = book.price(provider=table, model=requested, usage=usage, at=row.ts_start)
         except Exception as exc:  # never break recording
             log.warning("finops routing: counterfactual price failed: %r", exc)
             return

@@ -24,6 +24,16 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Protocol
 
+from finops.routing.wires import (
+    BEDROCK_ENDPOINTS,
+    GEMINI_ENDPOINTS,
+    bare_model,
+    needs_bedrock,
+    needs_gemini,
+    translate_bedrock,
+    translate_gemini,
+)
+
 __all__ = [
     "Capabilities",
     "Limits",
@@ -54,6 +64,9 @@ class Capabilities:
     reasoning: bool = False
     efforts: tuple[str, ...] = ()
     thinking: bool = False
+    thinking_off: bool = True  # thinking can be turned off (not Gemini 2.5 Pro / 3)
+    thinking_min: int = 0  # smallest thinking budget (Gemini 2.5 Pro: 128)
+    thinking_levels: tuple[str, ...] = ()  # Gemini 3: thinking_level values, lowest first
 
 
 @lru_cache(maxsize=1)
@@ -73,14 +86,20 @@ def _table() -> dict[str, Capabilities]:
             reasoning=c.get("reasoning", False),
             efforts=tuple(c.get("efforts", ())),
             thinking=c.get("thinking", False),
+            thinking_off=c.get("thinking_off", True),
+            thinking_min=c.get("thinking_min", 0),
+            thinking_levels=tuple(c.get("thinking_levels", ())),
         )
     return out
 
 
 @lru_cache(maxsize=512)
 def capabilities(model: str) -> Capabilities | None:
-    """Capabilities of ``model`` (longest matching family prefix), or None if unknown."""
-    name = model.lower()
+    """Capabilities of ``model`` (longest matching family prefix), or None if unknown.
+
+    Bedrock ids and ARNs (``us.anthropic.claude-...``, ``amazon.nova-lite-v1:0``) and Gemini
+    resource names (``models/gemini-2.5-pro``) match by the name after their prefixes."""
+    name = bare_model(model).lower()
     for prefix in ("openai/", "anthropic/"):
         name = name.removeprefix(prefix)
     best: Capabilities | None = None
@@ -141,7 +160,12 @@ def _walk_parts(messages: Any) -> tuple[bool, bool, int]:
 
 
 def needs_of(endpoint: str, kwargs: Mapping[str, Any]) -> RequestNeeds:
-    """Inspect SDK keyword arguments (chat.completions, responses or messages)."""
+    """Inspect SDK keyword arguments (chat.completions, responses, messages; Gemini's
+    generate_content; Bedrock's converse / invoke_model view)."""
+    if endpoint in GEMINI_ENDPOINTS:
+        return RequestNeeds(**needs_gemini(kwargs))
+    if endpoint in BEDROCK_ENDPOINTS:
+        return RequestNeeds(**needs_bedrock(endpoint, kwargs))
     messages = kwargs.get("messages", kwargs.get("input"))
     images, audio, chars = _walk_parts(messages)
     system = kwargs.get("system", kwargs.get("instructions"))
@@ -240,6 +264,19 @@ def translate(
         out["model"] = model
         changed.append("model")
     caps = capabilities(model)
+    if endpoint in GEMINI_ENDPOINTS:
+        translate_gemini(
+            out,
+            caps,
+            reasoning_effort=reasoning_effort,
+            thinking_off=thinking_off,
+            dropped=dropped,
+            changed=changed,
+        )
+        return Translation(out, tuple(dropped), tuple(changed))
+    if endpoint in BEDROCK_ENDPOINTS:
+        translate_bedrock(endpoint, out, caps, thinking_off=thinking_off, dropped=dropped)
+        return Translation(out, tuple(dropped), tuple(changed))
     if endpoint == "messages":
         thinking = out.get("thinking")
         enabled = isinstance(thinking, Mapping) and thinking.get("type") in ("enabled", "adaptive")

@@ -58,8 +58,13 @@ class EstimateStep(Step):
         pricebook: Callable[[], PriceBook],
         clock: Callable[[], datetime],
         priced: bool,
+        defer: bool = False,
     ) -> None:
         self.mode = check_mode(mode)
+        #: nothing reads the estimate before the network (no budget): make it when the row
+        #: is built, off the caller's thread, from the request body as sent (a step that
+        #: needs it sooner, the per-call cap, calls :meth:`apply` itself).
+        self.defer = defer
         self._pricebook = pricebook
         self._clock = clock
         #: whether the worst-case cost is needed (a budget reserves it); counting alone is
@@ -67,13 +72,55 @@ class EstimateStep(Step):
         self.priced = priced
 
     def before(self, call: Call) -> Served | None:
-        """Estimate the request as it will be sent."""
-        self.apply(call)
+        """Estimate the request as it will be sent (or when its row is built)."""
+        if not self.defer:
+            self.apply(call)
+        elif call.provider in _TOKENIZED:
+            call.estimate_later = self.apply_sent
+        else:  # read the request now (the kwargs may change later), price it later
+            try:
+                counts = _fallback_counts(call.kwargs)
+            except Exception:
+                self.apply(call)
+                return None
+            now = self._clock()
+
+            def later(call: Call, body: bytes) -> None:
+                try:
+                    estimate = _fallback_priced(
+                        self._pricebook(), call.provider, *counts, now, call.price_provider
+                    )
+                except Exception as exc:  # the row is written without an estimate
+                    log.warning("finops: could not estimate a %s request: %r", call.endpoint, exc)
+                    estimate = None
+                self._store(call, estimate)
+
+            call.estimate_later = later
         return None
+
+    def apply_sent(self, call: Call, body: bytes) -> None:
+        """Estimate ``call`` from the JSON body the SDK sent (the kwargs may have changed
+        since: an application appends the answer to its ``messages`` list)."""
+        sent: Any = None
+        if body:
+            try:
+                sent = json.loads(body)
+            except ValueError:
+                sent = None
+        if isinstance(sent, Mapping):
+            kwargs, call.kwargs = call.kwargs, dict(sent)
+            try:
+                self.apply(call)
+            finally:
+                call.kwargs = kwargs
+        else:
+            self.apply(call)
 
     def apply(self, call: Call) -> None:
         """(Re-)estimate ``call`` — also used after a step changed its model (downgrade)."""
-        estimate = self.estimate(call)
+        self._store(call, self.estimate(call))
+
+    def _store(self, call: Call, estimate: Estimate | None) -> None:
         call.estimate = estimate
         row = call.row
         row["est_input_tokens"] = getattr(estimate, "input_tokens", None)
@@ -164,9 +211,12 @@ def _fallback_estimate(
 ) -> Estimate:
     """A guaranteed upper bound without the tokenizer: one token per UTF-8 byte at most,
     plus documented maxima for media the request only references (:func:`_unseen_media`)."""
-    from finops.tokens.estimate import Estimate
-    from finops.usage import Usage
+    size, model, out = _fallback_counts(kwargs)
+    return _fallback_priced(book, wire, size, model, out, now, provider)
 
+
+def _fallback_counts(kwargs: Mapping[str, Any]) -> tuple[int, str, object]:
+    """What the fallback bound reads from the request: (bytes, model, max output option)."""
     size = 64
     for key in _CONTENT_KEYS:
         if key in kwargs:
@@ -186,6 +236,21 @@ def _fallback_estimate(
             else getattr(config, "max_output_tokens", None)
         )
     )
+    return size, model, out
+
+
+def _fallback_priced(
+    book: PriceBook,
+    wire: str,
+    size: int,
+    model: str,
+    out: object,
+    now: datetime,
+    provider: str | None,
+) -> Estimate:
+    from finops.tokens.estimate import Estimate
+    from finops.usage import Usage
+
     out_max = int(out) if isinstance(out, int) else 0
     if not out_max:
         out_max = book.max_output_tokens(provider=None, model=model) or 32_768

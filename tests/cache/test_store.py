@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +16,7 @@ import finops
 from finops.cache.config import Cache, load_cache, parse_duration, parse_size
 from finops.cache.store import DiskStore, MemoryStore, RedisStore, TieredStore, open_store
 from finops.errors import ConfigError
+from finops_testing import REDIS_SERVER, RedisServer
 
 
 class Clock:
@@ -168,36 +167,15 @@ def test_concurrent_misses_do_not_corrupt(tmp_path: Path, devserver: finops.DevS
     assert _child(store, devserver.openai_base_url, "the same cold prompt", tmp_path / "z.duckdb")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture()
 def redis_url(tmp_path: Path) -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
+    if REDIS_SERVER is None:
         pytest.skip("redis-server is not installed")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-    )
+    server = RedisServer(tmp_path)
     try:
-        import redis
-
-        client = redis.Redis(port=port)
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield server.url
     finally:
-        proc.terminate()
-        proc.wait(10)
+        server.stop()
 
 
 @pytest.mark.redis

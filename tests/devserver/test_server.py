@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import statistics
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import openai
 import pytest
 
 from finops.devserver import DevServer, RecordedRequest
+from finops_testing import free_port
 
 MSG = [{"role": "user", "content": "hello"}]
 
@@ -150,14 +150,8 @@ def test_per_request_server_time_is_small(devserver: DevServer):
     assert statistics.median(samples[10:]) < 0.02
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serve_forever_in_a_process():
-    port = _free_port()
+    port = free_port()
     code = (
         f"from finops.devserver import serve_forever; serve_forever(host='127.0.0.1', port={port})"
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import pytest
 
 import finops
 from finops.devserver import DevServer, Fault
+from finops_testing import REDIS_SERVER, RedisServer
 
 HERE = Path(__file__).parent
 MSG: Any = [{"role": "user", "content": "hello there"}]
@@ -92,44 +92,7 @@ def test_duckdb_locked_by_another_process(
 
 # -- Redis killed mid-run and restarted (budgets) -----------------------------------------
 
-REDIS = shutil.which("redis-server")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [
-            REDIS or "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(workdir),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as conn:
-                conn.sendall(b"PING\r\n")
-                if conn.recv(16).startswith(b"+PONG"):
-                    return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("redis-server did not start")
+REDIS = REDIS_SERVER
 
 
 @pytest.mark.redis
@@ -137,9 +100,8 @@ def _start_redis(port: int, workdir: Path) -> subprocess.Popen[bytes]:
 def test_redis_killed_mid_run_and_restarted(
     devserver: DevServer, tmp_path: Path, raw: openai.OpenAI
 ) -> None:
-    port = _free_port()
-    redis_proc = _start_redis(port, tmp_path)
-    url = f"redis://127.0.0.1:{port}/0?socket_timeout=0.5&socket_connect_timeout=0.3"
+    redis_server = RedisServer(tmp_path)
+    url = redis_server.url + "?socket_timeout=0.5&socket_connect_timeout=0.3"
     fo = finops.FinOps(
         ledger=tmp_path / "l.duckdb",
         budgets=[
@@ -159,15 +121,14 @@ def test_redis_killed_mid_run_and_restarted(
     try:
         with finops.tags(team="a"):
             assert _call(client) == expected
-        redis_proc.kill()
-        redis_proc.wait()
+        redis_server.kill()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with finops.tags(team="a"):  # fail_open: the call goes through, flagged
                 assert [_call(client) for _ in range(3)] == [expected] * 3
             with finops.tags(team="b"), pytest.raises(finops.BudgetBackendUnavailable):
                 _call(client)  # fail_closed: refused before the network, as configured
-        redis_proc = _start_redis(port, tmp_path)  # restarted, empty
+        redis_server.start()  # restarted on the same port, empty
         with finops.tags(team="a"):
             assert _call(client) == expected
         with finops.tags(team="b"):
@@ -181,8 +142,7 @@ def test_redis_killed_mid_run_and_restarted(
         assert status["open"].spent > 0
     finally:
         fo.close()
-        redis_proc.kill()
-        redis_proc.wait()
+        redis_server.kill()
 
 
 # -- the provider drops a stream -----------------------------------------------------------

@@ -124,3 +124,46 @@ def test_raise_policy_knows_deployments(ledger_path: Path, redirect: httpx2.Clie
                 model="unmapped-deployment", messages=[{"role": "user", "content": "hi"}]
             )
         assert len(rows(fo)) == 1
+
+
+def test_data_zone_and_regional_deployments_cost_ten_percent_more(
+    ledger_path: Path, redirect: httpx2.Client
+) -> None:
+    from decimal import Decimal
+
+    providers = {
+        "my-res.openai.azure.com": {
+            "provider": "azure",
+            "deployment_type": "data_zone",  # every deployment of this resource...
+            "deployments": {
+                "eu-chat": {"model": "gpt-4o-mini", "type": "regional"},
+                "global-chat": {"model": "gpt-4o-mini", "type": "global"},  # ...but this one
+            },
+        }
+    }
+    with finops.FinOps(ledger=ledger_path, providers=providers) as fo:  # type: ignore[arg-type]
+        client = fo.wrap(
+            openai.AzureOpenAI(
+                api_key="k", azure_endpoint=ENDPOINT, api_version="2024-10-21", http_client=redirect
+            )
+        )
+        for deployment in ("eu-chat", "global-chat", "gpt-4o-mini"):
+            client.chat.completions.create(
+                model=deployment, messages=[{"role": "user", "content": "same prompt"}]
+            )
+        regional, global_, zone = rows(fo)
+    assert global_["pricing_status"] == "priced"
+    assert global_["cost_total"] == _cost(global_, "gpt-4o-mini") > 0
+    assert regional["pricing_status"] == "uplift:regional+10%"
+    assert zone["pricing_status"] == "uplift:data_zone+10%"
+    for row in (regional, zone):
+        assert row["cost_total"] == _cost(row, "gpt-4o-mini") * Decimal("1.10") > 0
+    assert regional["cost_input"] + regional["cost_output"] == regional["cost_total"]
+
+
+def test_bad_deployment_type_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="data_zone"):
+        finops.FinOps(
+            ledger=":memory:",
+            providers={"r.openai.azure.com": {"provider": "azure", "deployment_type": "zonal"}},
+        )
