@@ -8,6 +8,7 @@ compactors' own lock and skips if another compaction is running).
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,13 @@ from typing import Any
 
 from finops.ledger.compact import CompactResult
 from finops.ledger.compact import compact as _compact
-from finops.ledger.layout import SCHEMA_PREFIX, SEGMENT_PREFIX, compacted_sources, parts_dir_for
+from finops.ledger.layout import (
+    SCHEMA_PREFIX,
+    SEGMENT_PREFIX,
+    compacted_sources,
+    parts_dir_for,
+    reader_lock,
+)
 from finops.ledger.spool import SUFFIX
 
 __all__ = ["LedgerStatus", "compact", "connect", "status"]
@@ -26,14 +33,16 @@ def connect(path: str | Path) -> Any:
 
     In-memory: it reads the Parquet parts directly and holds no file, so it works whoever
     has the catalog open, and writers never wait for it. Keep it open as long as you like;
-    every query sees the rows published up to that moment.
+    every query sees the rows published up to that moment. While it is open (until it is
+    garbage-collected) compaction keeps the parts it replaced instead of deleting them, so
+    no query on it can fail with ``Cannot open file``.
     """
     from finops.ledger.catalog import ensure_catalog, memory_catalog
 
     path = Path(path)
     if path.exists():  # an old single-file ledger is migrated on first contact
         ensure_catalog(path, parts_dir_for(path), timeout_s=2.0)
-    return memory_catalog(parts_dir_for(path))
+    return memory_catalog(parts_dir_for(path), hold_readers_lock=True)
 
 
 @dataclass
@@ -122,6 +131,7 @@ def status(path: str | Path, *, spool_dir: str | Path | None = None) -> LedgerSt
         st.notes.append(f"no parts directory {parts}")
         return st
     con = duckdb.connect(":memory:")
+    lock = reader_lock(parts)  # no part this lists is deleted before it is read
     try:
         sources = compacted_sources(con, parts)
         excluded = {s for names in sources.values() for s in names}
@@ -152,6 +162,7 @@ def status(path: str | Path, *, spool_dir: str | Path | None = None) -> LedgerSt
             ).fetchall()
     finally:
         con.close()
+        os.close(lock)
     return st
 
 
@@ -160,6 +171,7 @@ def compact(path: str | Path, *, grace_s: float = 300.0, min_age_s: float = 0.0)
     import duckdb
 
     con = duckdb.connect(":memory:", config={"threads": 2})
+    con.execute("SET enable_progress_bar = false")
     try:
         return _compact(con, parts_dir_for(Path(path)), grace_s=grace_s, min_age_s=min_age_s)
     finally:

@@ -16,11 +16,18 @@ import fcntl
 import logging
 import os
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
 from finops.errors import MigrationError
-from finops.ledger.layout import COMPACTED_PREFIX, ensure_schema_seed, publish_part, view_sql
+from finops.ledger.layout import (
+    COMPACTED_PREFIX,
+    ensure_schema_seed,
+    publish_part,
+    reader_lock,
+    view_sql,
+)
 from finops.ledger.migrations import MIGRATIONS, migrate
 
 __all__ = ["CatalogStatus", "ensure_catalog", "install", "pending_migrations"]
@@ -30,6 +37,8 @@ log = logging.getLogger("finops.ledger")
 _SCHEMA_TABLE = "_finops_calls_schema"
 _LAYOUT_TABLE = "_finops_layout"
 LEGACY_PART = f"{COMPACTED_PREFIX}legacy.parquet"
+#: The storage format new catalog files are written in (readable by DuckDB >= 1.0).
+CATALOG_STORAGE = "v1.0.0"
 
 
 def _calls_kind(con: Any) -> str | None:
@@ -166,7 +175,13 @@ def ensure_catalog(path: Path, parts: Path, *, timeout_s: float = 10.0) -> Catal
                     return CatalogStatus(False, "another finops process is migrating the catalog")
                 time.sleep(0.02)
         try:
-            con = duckdb.connect(str(path))
+            # A new catalog is written in DuckDB's v1.0 storage format: it holds only views
+            # and two small tables, and so any DuckDB from 1.0 on (an analyst's older CLI)
+            # can open it. An existing file keeps the format it has.
+            config: dict[str, Any] = (
+                {} if path.exists() else {"storage_compatibility_version": CATALOG_STORAGE}
+            )
+            con = duckdb.connect(str(path), config=config)
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
             if "lock" not in str(exc).lower():
                 raise
@@ -182,10 +197,21 @@ def ensure_catalog(path: Path, parts: Path, *, timeout_s: float = 10.0) -> Catal
         os.close(fd)
 
 
-def memory_catalog(parts: Path, *, threads: int = 1) -> Any:
-    """An in-memory DuckDB connection with the ledger's views over ``parts`` (no file lock)."""
+def memory_catalog(parts: Path, *, threads: int = 1, hold_readers_lock: bool = False) -> Any:
+    """An in-memory DuckDB connection with the ledger's views over ``parts`` (no file lock).
+
+    ``hold_readers_lock``: hold the readers' lock (:data:`finops.ledger.layout.READERS_LOCK`)
+    shared until the connection is garbage-collected, so compaction defers deleting
+    replaced parts meanwhile (an analyst's connection, whose queries finops cannot wrap).
+    """
     import duckdb
 
+    # No progress bar: DuckDB would draw one on the application's stdout during a long
+    # ingest or compaction (it did, for a 200,000-row segment).
     con = duckdb.connect(":memory:", config={"threads": threads})
+    con.execute("SET enable_progress_bar = false")
+    if hold_readers_lock:
+        fd = reader_lock(parts)
+        weakref.finalize(con, os.close, fd)
     install(con, parts, export=False)
     return con

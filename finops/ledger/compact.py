@@ -21,6 +21,7 @@ from finops.ledger.layout import (
     SCHEMA_PREFIX,
     compacted_name,
     compacted_sources,
+    deleting,
     publish_part,
     sql_str,
 )
@@ -36,6 +37,7 @@ class CompactResult:
     rows: int = 0  #: rows in the new part
     new_part: str | None = None
     deleted_parts: int = 0  #: replaced parts deleted (their grace period was over)
+    deferred_parts: int = 0  #: due for deletion but kept: a finops reader was reading
     skipped: str | None = None  #: why nothing was done (another compactor runs, ...)
 
 
@@ -92,7 +94,9 @@ def compact(
         sources = compacted_sources(con, parts)
         excluded = {s for names in sources.values() for s in names}
 
-        # 1. Delete what was replaced long enough ago (its replacement is older than grace).
+        # 1. Delete what was replaced long enough ago (its replacement is older than grace),
+        # when no finops reader runs a query (else at a later compaction).
+        victims: list[str] = []
         for name, names in sources.items():
             try:
                 age = now - (parts / name).stat().st_mtime
@@ -100,10 +104,16 @@ def compact(
                 continue
             if age < grace_s + ACTIVATION_MS / 1000:  # in effect, then grace_s more
                 continue
-            for victim in names:  # a later part names victim's own sources too: safe
-                with contextlib.suppress(FileNotFoundError):
-                    (parts / victim).unlink()
-                    result.deleted_parts += 1
+            victims.extend(v for v in names if (parts / v).exists())
+        if victims:
+            with deleting(parts) as safe:
+                if not safe:
+                    result.deferred_parts = len(victims)
+                for victim in victims if safe else ():
+                    # a later part names victim's own sources too: safe
+                    with contextlib.suppress(FileNotFoundError):
+                        (parts / victim).unlink()
+                        result.deleted_parts += 1
 
         # 2. Merge small live parts.
         candidates = []

@@ -27,19 +27,23 @@ sees a partial file, and a part either exists whole or not at all.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "READERS_LOCK",
     "SCHEMA_PREFIX",
     "SEGMENT_PREFIX",
     "SOURCES_KEY",
     "compacted_sources",
+    "deleting",
     "parts_dir_for",
     "publish_part",
+    "reading",
     "sql_str",
     "view_sql",
 ]
@@ -49,6 +53,56 @@ COMPACTED_PREFIX = "c-"
 SCHEMA_PREFIX = "c-schema-"  # a c- name: the kv-metadata glob of compacted parts is never empty
 SOURCES_KEY = "finops_sources"
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd"
+
+
+#: ``<parts>/.readers.lock``: finops readers hold it shared while a query runs (an analyst's
+#: :func:`finops.ledger.connect` connection for its lifetime); compaction deletes replaced
+#: parts only when it can take it exclusively, so no finops query ever lists a part that is
+#: deleted before it opens it (DuckDB's ``Cannot open file``). Raw DuckDB readers of the
+#: catalog take no lock (see docs/ledger.md "Known limits").
+READERS_LOCK = ".readers.lock"
+
+
+def _readers_fd(parts: Path) -> int:
+    parts.mkdir(parents=True, exist_ok=True)
+    return os.open(parts / READERS_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+
+
+def reader_lock(parts: Path) -> int:
+    """Take the readers' lock shared; returns the descriptor (closing it releases the lock)."""
+    fd = _readers_fd(parts)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)  # a deleter holds it exclusively for milliseconds
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+@contextlib.contextmanager
+def reading(parts: Path) -> Iterator[None]:
+    """Hold the readers' lock shared for the duration of a query over ``parts``."""
+    fd = reader_lock(parts)
+    try:
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def deleting(parts: Path) -> Iterator[bool]:
+    """Try to take the readers' lock exclusively; yields whether deleting parts is safe now
+    (False while a finops reader runs a query or holds a connection: try again later)."""
+    fd = _readers_fd(parts)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)
 
 
 def parts_dir_for(path: Path) -> Path:

@@ -141,6 +141,7 @@ class PostgresStore:
         self._psycopg = psycopg
         self._lock = threading.Lock()
         self._duck = duckdb.connect(":memory:", config={"threads": 1})
+        self._duck.execute("SET enable_progress_bar = false")  # not on the app's stdout
         self._con: Any = None
         self._reader: Any = None
         self._setup()

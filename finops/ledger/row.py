@@ -70,7 +70,9 @@ class LedgerRow:
     counterfactual_cost: Decimal | None = None  # without cache / routing (later issues)
     currency: str = "USD"
     price_version: str | None = None
-    pricing_status: str | None = None  # priced | unknown_model | fallback:<model> | error | invalid_usage
+    pricing_status: str | None = (
+        None  # priced | unknown_model | fallback:<model> | error | invalid_usage
+    )
 
     # pre-call estimate (finops.tokens) next to the provider's actual numbers
     est_input_tokens: int | None = None

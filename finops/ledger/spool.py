@@ -75,24 +75,28 @@ def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def select_sql(paths: list[Path]) -> str:
+def select_sql(paths: list[Path], *, strict: bool = False) -> str:
     """A SELECT producing ``calls`` rows (all columns, in order) from spool files.
 
-    Every value goes through TRY_CAST: one malformed value becomes NULL instead of failing
-    the batch, which would otherwise be retried forever. Lines that are not JSON (a torn
-    last line after a power cut) are skipped by ``ignore_errors``.
+    ``strict=False`` (the safe form): every value goes through TRY_CAST, so one malformed
+    value becomes NULL instead of failing the batch, which would otherwise be retried
+    forever. ``strict=True`` (the fast form, ~5% less CPU): plain CASTs, which raise on a
+    malformed value; the writer tries it first and falls back to the safe form for that
+    batch when it raises (see :func:`ingest_select`). Lines that are not JSON (a torn last
+    line after a power cut) are skipped by ``ignore_errors`` in both forms.
     """
     files = "[" + ", ".join(_sql_str(str(p)) for p in paths) + "]"
+    cast = "CAST" if strict else "TRY_CAST"
     exprs = []
     for i, (name, kind) in enumerate(COLUMN_TYPES.items(), start=1):
         if kind.startswith("MAP"):
             # A JSON object arrives as its text; the (statically linked) json extension
             # casts JSON to MAP.
-            exprs.append(f"TRY_CAST(TRY_CAST(j[{i}] AS JSON) AS {kind}) AS {name}")
+            exprs.append(f"{cast}({cast}(j[{i}] AS JSON) AS {kind}) AS {name}")
         elif kind == "TIMESTAMPTZ":  # epoch microseconds: an instant, whatever the TimeZone
-            exprs.append(f"make_timestamptz(TRY_CAST(j[{i}] AS BIGINT)) AS {name}")
+            exprs.append(f"make_timestamptz({cast}(j[{i}] AS BIGINT)) AS {name}")
         else:
-            exprs.append(f"TRY_CAST(j[{i}] AS {kind}) AS {name}")
+            exprs.append(f"{cast}(j[{i}] AS {kind}) AS {name}")
     source = (
         f"read_json({files}, format='newline_delimited', records=false, "
         "columns={'j': 'VARCHAR[]'}, ignore_errors=true)"

@@ -6,19 +6,32 @@ segment twice (a replay after a crash between ingest and delete) never adds a ro
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from finops.ledger.catalog import CatalogStatus, ensure_catalog, memory_catalog
 from finops.ledger.compact import CompactResult, compact
-from finops.ledger.layout import SEGMENT_PREFIX, parts_dir_for, publish_part
+from finops.ledger.layout import SEGMENT_PREFIX, parts_dir_for, publish_part, reading
 from finops.ledger.spool import select_sql
 
 __all__ = ["DirectoryStore", "Store"]
+
+
+def _vanished_file(exc: Exception) -> bool:
+    """DuckDB's error for a file that was listed by a glob and gone when it was opened."""
+    text = str(exc)
+    return "Cannot open file" in text or "No such file" in text
+
+
+def _one_segment(seg: Path, strict: bool) -> str:
+    return select_sql([seg], strict=strict)
+
 
 log = logging.getLogger("finops.ledger")
 
@@ -79,30 +92,60 @@ class DirectoryStore:
         if not replay:
             for seg in segments:
                 dest = self.parts / f"{SEGMENT_PREFIX}{seg.stem}.parquet"
-                publish_part(self._wcon, select_sql([seg]), dest, sync=self.sync)
+                self._publish(functools.partial(_one_segment, seg), dest)
             return
-        select = (
-            f"SELECT * FROM ({select_sql(segments)}) AS s "
-            "WHERE s.row_id NOT IN (SELECT row_id FROM calls WHERE row_id IS NOT NULL) "
-            "QUALIFY row_number() OVER (PARTITION BY s.row_id) = 1"
-        )
+
+        def select(strict: bool) -> str:
+            return (
+                f"SELECT * FROM ({select_sql(segments, strict=strict)}) AS s "
+                "WHERE s.row_id NOT IN (SELECT row_id FROM calls WHERE row_id IS NOT NULL) "
+                "QUALIFY row_number() OVER (PARTITION BY s.row_id) = 1"
+            )
+
         dest = (
             self.parts / f"{SEGMENT_PREFIX}replay-{segments[0].stem}-{os.urandom(3).hex()}.parquet"
         )
-        [(n,)] = self._wcon.execute(f"SELECT count(*) FROM ({select})").fetchall()
-        if n:
-            publish_part(self._wcon, select, dest, sync=self.sync)
+        with reading(self.parts):  # the anti-join reads the parts
+            [(n,)] = self._wcon.execute(f"SELECT count(*) FROM ({select(False)})").fetchall()
+            if n:
+                self._publish(select, dest)
+
+    def _publish(self, select: Callable[[bool], str], dest: Path) -> None:
+        """Publish ``select(True)`` (plain CASTs, the fast form); if a malformed value makes
+        it raise, publish ``select(False)`` (TRY_CASTs: that value becomes NULL)."""
+        import duckdb
+
+        try:
+            publish_part(self._wcon, select(True), dest, sync=self.sync)
+        except (duckdb.DataError, duckdb.InvalidInputException) as exc:
+            log.info(
+                "finops ledger: a malformed value in %s (%s); ingested with TRY_CAST",
+                dest.name,
+                exc,
+            )
+            publish_part(self._wcon, select(False), dest, sync=self.sync)
 
     def query(self, sql: str, params: list[Any] | None) -> list[tuple[Any, ...]]:
         """Run SQL in this process's in-memory reader (views over the parts, no file lock)."""
+        import duckdb
+
         with self._rlock:
             if self._rcon is None:
                 self._rcon = memory_catalog(self.parts, threads=self._threads)
-            return list(self._rcon.execute(sql, params).fetchall())
+            with reading(self.parts):  # compaction deletes no part while this runs
+                try:
+                    return list(self._rcon.execute(sql, params).fetchall())
+                except duckdb.IOException as exc:
+                    # A part deleted by a compactor that takes no readers' lock (an older
+                    # finops): the next listing no longer has it.
+                    if not _vanished_file(exc):
+                        raise
+                return list(self._rcon.execute(sql, params).fetchall())
 
     def cursor(self) -> Any:
-        """A new in-memory connection with the ledger's views (for analysis in-process)."""
-        return memory_catalog(self.parts)
+        """A new in-memory connection with the ledger's views (for analysis in-process);
+        compaction defers deletions while it is open (see :func:`memory_catalog`)."""
+        return memory_catalog(self.parts, hold_readers_lock=True)
 
     def compact(self, **kw: Any) -> CompactResult:
         """Run one compaction now (see :func:`finops.ledger.compact.compact`)."""

@@ -134,32 +134,90 @@ class Ledger:
         self._next_orphan_scan = 0.0
         self._last_error: str | None = None
         self._flush_hooks: list[Any] = []
-        try:
-            self.store: Store = self._open_store(
-                duckdb_threads=duckdb_threads,
-                compact_interval_s=compact_interval_s,
-                compact_min_parts=compact_min_parts,
-                compact_min_age_s=compact_min_age_s,
-                grace_s=grace_s,
-                sync=sync,
-            )
-        except MigrationError:
-            self._abandon()
-            raise
-        except LedgerError:
-            self._abandon()
-            raise
-        except Exception as exc:
-            self._abandon()
-            raise LedgerError(f"cannot open ledger {self.url or self.path}: {exc}") from exc
-        try:
-            self._replay_orphans()
-        except Exception as exc:  # the writer retries on its next cycle
-            self._last_error = f"{type(exc).__name__}: {exc}"
-            log.warning("finops ledger: cannot replay spool yet: %s", exc)
+        # The store (DuckDB, the catalog, PostgreSQL) is opened by the writer's first cycle
+        # or the first query, not here: `import duckdb` and the catalog check cost ~150 ms
+        # that a process start should not pay (docs/ledger.md "Start-up"). What can be
+        # checked without DuckDB is checked now and raises ConfigError.
+        self._check_location()
+        self._store: Store | None = None
+        self._store_wanted = False  # a flush() or query() is waiting for the store
+        self._store_due = time.monotonic() + orphan_scan_s  # open by then in any case
+        self._store_kw: dict[str, Any] = {
+            "duckdb_threads": duckdb_threads,
+            "compact_interval_s": compact_interval_s,
+            "compact_min_parts": compact_min_parts,
+            "compact_min_age_s": compact_min_age_s,
+            "grace_s": grace_s,
+            "sync": sync,
+        }
         self._thread = threading.Thread(target=self._run, name="finops-ledger-writer", daemon=True)
         self._thread.start()
         atexit.register(self.close)
+
+    def _check_location(self) -> None:
+        """ConfigError for a ledger location that cannot work, found without DuckDB."""
+        if self.url is not None:
+            import importlib.util
+
+            if importlib.util.find_spec("psycopg") is None:
+                self._abandon()
+                raise LedgerError(
+                    "a postgresql:// ledger needs psycopg: pip install 'finops[postgres]'"
+                )
+            return
+        problem = None
+        if self.path.is_dir():
+            problem = "is a directory: give a file path, e.g. " + str(self.path / "finops.duckdb")
+        elif self.path.exists():
+            try:
+                with self.path.open("rb") as fh:
+                    head = fh.read(12)
+            except OSError as exc:
+                problem = f"cannot be read ({exc.strerror})"
+            else:
+                # A DuckDB database file has the magic bytes "DUCK" at offset 8.
+                if head and head[8:12] != b"DUCK":
+                    problem = (
+                        "is not a DuckDB file: give the path of a finops ledger, or a new file name"
+                    )
+        if problem is not None:
+            self._abandon()
+            raise ConfigError(f"ledger={str(self.path)!r} {problem}")
+
+    @property
+    def store(self) -> Store:
+        """The backend behind the writer, opened on first need (see :meth:`_ensure_store`)."""
+        return self._ensure_store()
+
+    def _ensure_store(self) -> Store:
+        """Open the store if it is not open yet: the writer's first cycle, or a query.
+
+        A :class:`MigrationError` (a ledger written by a newer finops) is final: logged once,
+        kept in :attr:`last_error`, raised by :meth:`flush` and :meth:`query`; rows stay in
+        the spool. Other failures are raised as :class:`LedgerError` and retried later.
+        """
+        with self._store_lock:
+            store = self._store
+            if store is not None:
+                return store
+            if self._fatal is not None:
+                raise MigrationError(self._fatal)
+            try:
+                store = self._open_store(**self._store_kw)
+            except MigrationError as exc:
+                with self._cv:
+                    self._fatal = self._last_error = str(exc)
+                    self._cv.notify_all()
+                log.error("finops ledger: %s; rows stay in %s", exc, self.spool_dir)
+                raise
+            except LedgerError as exc:
+                self._last_error = str(exc)
+                raise
+            except Exception as exc:
+                self._last_error = f"cannot open ledger {self.url or self.path}: {exc}"
+                raise LedgerError(self._last_error) from exc
+            self._store = store
+            return store
 
     def _open_store(self, **kw: Any) -> Store:
         if self.url is not None:
@@ -375,14 +433,20 @@ class Ledger:
             target = self._appended
         with self._cv:
             start_cycle = self._cycles
-            if self._ingested >= target:
+            if self._fatal is not None:
+                raise MigrationError(self._fatal)
+            if self._ingested >= target and self._store is not None:
                 return True
             if self._stop:
-                return False
+                return self._ingested >= target
+            self._store_wanted = True
             self._wake_now = True
             self._cv.notify_all()
-            while self._ingested < target:
-                if self._stop or self._fatal is not None:
+            # Done when the rows are in and the store is open (readers can open the catalog).
+            while self._ingested < target or self._store is None:
+                if self._fatal is not None:
+                    raise MigrationError(self._fatal)
+                if self._stop:
                     return False
                 if self._failing and self._cycles > start_cycle + 1:
                     return False
@@ -471,10 +535,11 @@ class Ledger:
 
     def _abandon(self) -> None:
         """Stop for good: close the store, delete empty segments, unlock the others."""
-        store = getattr(self, "store", None)
+        store = getattr(self, "_store", None)
         if store is not None:
             with self._store_lock, contextlib.suppress(Exception):
                 store.close()
+                self._store = None  # a later query() opens a fresh reader
         with self._append_lock:
             if self._backlog and self._segment is not None:
                 self._drain_locked()  # what reaches the spool now is replayed later
@@ -526,7 +591,25 @@ class Ledger:
                 self._segment = self._new_segment()
             return self._appended
 
-    def _cycle(self) -> None:
+    def _needs_store(self, stopping: bool) -> bool:
+        """Whether this cycle must open the store: rows to write, a flush or close waiting,
+        segments a dead process left, or ``orphan_scan_s`` since start. Until then DuckDB is
+        not imported at all (a process start pays nothing for it)."""
+        if stopping or self._store_wanted or self._appended or self._backlog:
+            return True
+        if time.monotonic() >= self._store_due:
+            return True
+        with contextlib.suppress(OSError):
+            for path in self.spool_dir.glob("*" + SUFFIX):
+                if not path.name.startswith(self._prefix):
+                    return True
+        return False
+
+    def _cycle(self, *, stopping: bool = False) -> None:
+        if self._store is None:
+            if not self._needs_store(stopping):
+                return
+            self._ensure_store()
         covered = self._rotate()
         with self._append_lock:
             self._closed_segments = [self._revive_locked(s) for s in self._closed_segments]
@@ -565,13 +648,15 @@ class Ledger:
                 self._next_orphan_scan = 0.0
             try:
                 if self._fatal is None:
-                    self._cycle()
+                    self._cycle(stopping=stopping)
                 backoff = 0.0
                 delay = self.flush_interval_s if self._fatal is None else self.max_backoff_s
             except MigrationError as exc:  # retrying cannot help: say so once, loudly
                 with self._cv:
+                    known = self._fatal is not None
                     self._fatal = self._last_error = str(exc)
-                log.error("finops ledger: %s; rows stay in %s", exc, self.spool_dir)
+                if not known:
+                    log.error("finops ledger: %s; rows stay in %s", exc, self.spool_dir)
             except Exception as exc:  # disk full, server down: keep the spool, retry
                 with self._cv:
                     self._failing = True

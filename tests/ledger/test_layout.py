@@ -78,6 +78,7 @@ def test_reads_never_fail_or_double_count_while_compacting(tmp_path: Path, make_
         compact_min_age_s=0.0,
         grace_s=60,
     )
+    assert ledger.flush(timeout_s=30)  # the catalog file exists from the writer's first cycle
     stop = threading.Event()
     bad: list[object] = []
 

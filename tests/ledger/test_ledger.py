@@ -112,7 +112,7 @@ def test_append_never_raises_and_counts_what_it_drops(tmp_path: Path, make_row):
         assert sorted(r[0] for r in again.query("SELECT row_id FROM calls")) == ["row-2", "row-3"]
 
 
-def test_migrations_fresh_reopen_and_newer_schema(tmp_path: Path):
+def test_migrations_fresh_reopen_and_newer_schema(tmp_path: Path, make_row):
     path = tmp_path / "m.duckdb"
     Ledger(path).close()
     con = duckdb.connect(str(path))
@@ -138,9 +138,21 @@ def test_migrations_fresh_reopen_and_newer_schema(tmp_path: Path):
     assert types["server_tool_requests"] == "MAP(VARCHAR, BIGINT)"
     assert types["ts_start"] == "TIMESTAMP WITH TIME ZONE"
 
+    # The catalog is opened by the writer, not by Ledger(): a ledger written by a newer
+    # finops never breaks the caller's start or calls; flush() and query() raise it, and
+    # the rows wait in the spool for a finops that can write them.
+    ledger = Ledger(path, flush_interval_s=0.05)
+    ledger.append(make_row(1))
     with pytest.raises(MigrationError, match=r"newer finops.*m999_from_the_future"):
-        Ledger(path)
-    assert not list((tmp_path / "m.duckdb.spool").glob("*.jsonl"))  # nothing left behind
+        ledger.flush(timeout_s=30)
+    with pytest.raises(MigrationError, match=r"newer finops"):
+        ledger.query("SELECT count(*) FROM calls")
+    assert ledger.last_error is not None and "m999_from_the_future" in ledger.last_error
+    ledger.close()
+    assert len(list((tmp_path / "m.duckdb.spool").glob("*.jsonl"))) == 1  # the row waits
+    con = duckdb.connect(str(path), read_only=True)
+    assert con.execute("SELECT count(*) FROM calls").fetchone() == (0,)  # nothing written
+    con.close()
 
 
 def test_replay_is_idempotent_by_row_id(tmp_path: Path, make_row):

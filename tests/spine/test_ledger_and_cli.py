@@ -89,8 +89,13 @@ def test_migrations_are_recorded_and_a_newer_schema_is_refused(tmp_path: Path):
     assert names == sorted(name for name, _ in MIGRATIONS)
     con.execute("INSERT INTO _finops_migrations (name) VALUES ('m999_from_the_future')")
     con.close()
+    # Ledger() opens no catalog (start-up, docs/ledger.md): flush() and query() refuse it.
+    ledger = Ledger(path)
     with pytest.raises(finops.MigrationError, match="newer finops"):
-        Ledger(path)
+        ledger.flush(timeout_s=30)
+    with pytest.raises(finops.MigrationError, match="newer finops"):
+        ledger.query("SELECT count(*) FROM calls")
+    ledger.close()
 
 
 def test_views_on_a_known_dataset(tmp_path: Path):
