@@ -81,7 +81,8 @@ class Data:
             "gsm8k": np.array_split(rng.permutation(g_idx), folds),
         }
         self._m, self._g = m_idx, g_idx
-        self._mats: dict[str, Any] = {}
+        self._mats: dict[int, Any] = {}
+        self.max_folds = folds
 
     def inner(self, name: str, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(inner-train, validation, outer-train, outer-test) row indices of fold ``k``."""
@@ -341,7 +342,7 @@ def run(spec: str, d: Data, only: list[str], started: float) -> dict[tuple[str, 
     out: dict[tuple[str, int], Any] = pickle.loads(path.read_bytes()) if path.exists() else {}
     recipe: Recipe | None = None
     for name in only:
-        for k in range(len(d.splits[name])):
+        for k in range(min(len(d.splits[name]), d.max_folds)):
             if (name, k) in out:
                 continue
             recipe = recipe or make_recipe(spec, d)
@@ -377,9 +378,11 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--max-folds", type=int, default=99, help="run only the first N outer folds (smoke test)")
     args = parser.parse_args()
     started = time.perf_counter()
     d = Data(args.data, args.cache, args.seed, args.folds)
+    d.max_folds = args.max_folds
     only = [s for s in args.only.split(",") if s]
     done: dict[str, Any] = {}
     specs = [r for r in args.recipes.split(",") if r]
