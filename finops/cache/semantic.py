@@ -119,6 +119,18 @@ class MiniLMEmbedder:
         self._lock = threading.Lock()
         self._ones: dict[int, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]] = {}
 
+    def warm(self) -> None:
+        """Load the model now (and, the first time on this machine, build its int8 copy).
+
+        The semantic cache calls this from a background thread when it is configured, so
+        the first lookup does not pay the load (~0.3 s) or the one-time build (~6 s) alone;
+        a lookup that comes earlier waits for the same load instead of starting another.
+        """
+        if self._session is None:
+            with self._lock:
+                if self._session is None:
+                    self._load()
+
     def _load(self) -> None:
         try:
             import onnxruntime as ort

@@ -109,6 +109,10 @@ class ResponseCache:
         embedder = self.config.embedder or MiniLMEmbedder()
         if not hasattr(embedder, "embed") or not hasattr(embedder, "dim"):
             raise ConfigError("Cache(embedder=...) must implement finops.cache.semantic.Embedder")
+        if isinstance(embedder, MiniLMEmbedder):  # load off the caller's first lookup
+            threading.Thread(
+                target=_warm_quietly, args=(embedder,), name="finops-embedder-warm", daemon=True
+            ).start()
         if guard.uses_tokens and not callable(getattr(embedder, "embed_tokens", None)):
             raise ConfigError(
                 f"the semantic guard {self.config.guard_file or '(shipped)'} reads token states, "
@@ -408,3 +412,11 @@ def build(config: Any) -> CacheStep | None:
     if not isinstance(config, Cache):
         raise ConfigError(f"cache= must be a finops.Cache, got {type(config).__name__}")
     return CacheStep(ResponseCache(config))
+
+
+def _warm_quietly(embedder: Any) -> None:
+    """Background load of the default embedder; a failure is raised again by the first lookup."""
+    try:
+        embedder.warm()
+    except Exception as exc:
+        log.debug("finops cache: embedder warm-up failed (the first lookup retries): %r", exc)

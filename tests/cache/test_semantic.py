@@ -532,3 +532,26 @@ def _small_embedder():  # type: ignore[no-untyped-def]
     from finops.cache.semantic import MiniLMEmbedder
 
     return MiniLMEmbedder(max_tokens=6)
+
+
+def test_default_embedder_loads_in_the_background(tmp_path: Path) -> None:
+    """Configuring the semantic cache starts loading the model at once: the first lookup
+    does not pay the load (or the one-time int8 build) alone."""
+    import time
+
+    from finops.cache.step import CacheStep
+
+    fo = finops.FinOps(
+        ledger=tmp_path / "l.duckdb",
+        cache=finops.Cache(store=f"diskcache://{tmp_path / 'c'}", semantic=True),
+    )
+    try:
+        step = next(s for s in fo._pipeline.steps if isinstance(s, CacheStep))
+        embedder = step.cache._embedder
+        assert embedder is not None
+        deadline = time.monotonic() + 120
+        while embedder._session is None and time.monotonic() < deadline:  # no call made
+            time.sleep(0.05)
+        assert embedder._session is not None
+    finally:
+        fo.close()
