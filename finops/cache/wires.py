@@ -17,11 +17,11 @@ message with its prelude, headers and CRC32s — what botocore's ``EventStream``
 
 from __future__ import annotations
 
-import binascii
 import json
-import struct
 from collections.abc import Iterator, Mapping
 from typing import Any
+
+from finops.providers.bedrock import encode_event
 
 __all__ = [
     "EVENTSTREAM",
@@ -98,7 +98,9 @@ def _gemini_chunks(answer: Mapping[str, Any]) -> Iterator[bytes]:
 def _sse_data(body: bytes) -> Iterator[str]:
     text = body.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
     for block in text.split("\n\n"):
-        data = [line[5:].removeprefix(" ") for line in block.split("\n") if line.startswith("data:")]
+        data = [
+            line[5:].removeprefix(" ") for line in block.split("\n") if line.startswith("data:")
+        ]
         if data:
             yield "\n".join(data)
 
@@ -154,28 +156,6 @@ def complete_converse(answer: Any) -> bool:
         and bool(answer.get("stopReason"))
         and isinstance(answer.get("usage"), Mapping)
     )
-
-
-def _header(name: str, value: str) -> bytes:
-    raw_name, raw_value = name.encode(), value.encode()
-    return (
-        bytes([len(raw_name)]) + raw_name + b"\x07" + struct.pack(">H", len(raw_value)) + raw_value
-    )
-
-
-def encode_event(event_type: str, payload: Mapping[str, Any]) -> bytes:
-    """One AWS event-stream message: prelude (lengths + CRC32), headers, payload, CRC32."""
-    headers = (
-        _header(":event-type", event_type)
-        + _header(":content-type", "application/json")
-        + _header(":message-type", "event")
-    )
-    body = _dumps(payload)
-    total = 12 + len(headers) + len(body) + 4
-    prelude = struct.pack(">II", total, len(headers))
-    prelude += struct.pack(">I", binascii.crc32(prelude) & 0xFFFFFFFF)
-    message = prelude + headers + body
-    return message + struct.pack(">I", binascii.crc32(message) & 0xFFFFFFFF)
 
 
 def synthesize_converse(answer: Mapping[str, Any]) -> bytes:

@@ -15,14 +15,13 @@ writes are *additive*: ``cacheReadInputTokens``, ``cacheWriteInputTokens``),
 
 from __future__ import annotations
 
-import binascii
-import struct
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
 from finops.devserver import _synth as s
 from finops.devserver._reply import Reply, dumps
+from finops.providers.bedrock import encode_event
 
 __all__ = ["EVENTSTREAM", "encode_event", "handles", "reply"]
 
@@ -33,28 +32,6 @@ _SUFFIXES = ("/converse", "/converse-stream", "/invoke", "/invoke-with-response-
 def handles(path: str) -> bool:
     """Whether ``path`` is a Bedrock runtime model operation."""
     return path.startswith("/model/") and path.endswith(_SUFFIXES)
-
-
-def _header(name: str, value: str) -> bytes:
-    raw_name, raw_value = name.encode(), value.encode()
-    return (
-        bytes([len(raw_name)]) + raw_name + b"\x07" + struct.pack(">H", len(raw_value)) + raw_value
-    )
-
-
-def encode_event(event_type: str, payload: Mapping[str, Any]) -> bytes:
-    """One event-stream message (the framing botocore's EventStream parser reads)."""
-    headers = (
-        _header(":event-type", event_type)
-        + _header(":content-type", "application/json")
-        + _header(":message-type", "event")
-    )
-    body = dumps(payload)
-    total = 12 + len(headers) + len(body) + 4
-    prelude = struct.pack(">II", total, len(headers))
-    prelude += struct.pack(">I", binascii.crc32(prelude) & 0xFFFFFFFF)
-    message = prelude + headers + body
-    return message + struct.pack(">I", binascii.crc32(message) & 0xFFFFFFFF)
 
 
 def _text(value: Any) -> str:

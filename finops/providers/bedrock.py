@@ -13,6 +13,7 @@ id it names.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import struct
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ __all__ = [
     "EVENTSTREAM",
     "EventStreamFrames",
     "assemble_converse_events",
+    "encode_event",
     "body_usage",
     "converse_usage",
     "header_usage",
@@ -127,6 +129,30 @@ def invocation_usage(metrics: Mapping[str, Any]) -> Usage:
 
 #: Content type of AWS's binary event stream.
 EVENTSTREAM = "application/vnd.amazon.eventstream"
+
+
+def _event_header(name: str, value: str) -> bytes:
+    raw_name, raw_value = name.encode(), value.encode()
+    return (
+        bytes([len(raw_name)]) + raw_name + b"\x07" + struct.pack(">H", len(raw_value)) + raw_value
+    )
+
+
+def encode_event(event_type: str, payload: Mapping[str, Any]) -> bytes:
+    """One AWS event-stream message (prelude with lengths and CRC32, headers, JSON payload,
+    CRC32): the framing botocore's EventStream parser reads and :class:`EventStreamFrames`
+    decodes. Used by the cache's ConverseStream replay and by the DevServer."""
+    headers = (
+        _event_header(":event-type", event_type)
+        + _event_header(":content-type", "application/json")
+        + _event_header(":message-type", "event")
+    )
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    total = 12 + len(headers) + len(body) + 4
+    prelude = struct.pack(">II", total, len(headers))
+    prelude += struct.pack(">I", binascii.crc32(prelude) & 0xFFFFFFFF)
+    message = prelude + headers + body
+    return message + struct.pack(">I", binascii.crc32(message) & 0xFFFFFFFF)
 
 
 class EventStreamFrames:
