@@ -121,6 +121,19 @@ class Segment:
             raise
         self.rows = 0
 
+    def read(self) -> bytes:
+        """Everything the file holds, read back through this descriptor (works after the
+        file was deleted under us)."""
+        size = os.fstat(self.fd).st_size
+        chunks, offset = [], 0
+        while offset < size:
+            chunk = os.pread(self.fd, min(1 << 20, size - offset), offset)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            offset += len(chunk)
+        return b"".join(chunks)
+
     def remove(self) -> None:
         """Delete the file, then drop the lock (in that order: nobody may see it unlocked)."""
         with contextlib.suppress(FileNotFoundError):

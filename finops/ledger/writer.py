@@ -517,16 +517,8 @@ class Ledger:
         what it holds, read back through our descriptor, into a new segment."""
         if seg.fd < 0 or os.fstat(seg.fd).st_nlink > 0:
             return seg
-        size = os.fstat(seg.fd).st_size
-        chunks, offset = [], 0
-        while offset < size:
-            chunk = os.pread(seg.fd, min(1 << 20, size - offset), offset)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            offset += len(chunk)
         fresh = self._new_segment()
-        data = b"".join(chunks)
+        data = seg.read()
         view = memoryview(data)
         while view:
             view = view[os.write(fresh.fd, view) :]

@@ -303,15 +303,7 @@ class Deferred:
 
 
 def _read_all(seg: Segment) -> list[bytes]:
-    size = os.fstat(seg.fd).st_size
-    chunks, offset = [], 0
-    while offset < size:
-        chunk = os.pread(seg.fd, min(1 << 20, size - offset), offset)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        offset += len(chunk)
-    return [line for line in b"".join(chunks).split(b"\n") if line.strip()]
+    return [line for line in seg.read().split(b"\n") if line.strip()]
 
 
 def decode_record(line: bytes) -> list[Any] | None:
