@@ -13,7 +13,7 @@ from finops.devserver import DevServer, Fault
 from finops.pricing import PriceBook
 from finops.providers.bedrock import converse_usage, header_usage, model_id
 from finops.usage import Usage
-from finops_testing import rows
+from finops_testing import bedrock_client, rows
 
 boto3 = pytest.importorskip("boto3")
 
@@ -22,13 +22,7 @@ MSG = [{"role": "user", "content": [{"text": "What does a ledger do?"}]}]
 
 
 def _client(server: DevServer) -> object:
-    return boto3.client(
-        "bedrock-runtime",
-        endpoint_url=server.url,
-        region_name="us-east-1",
-        aws_access_key_id="AKIDEXAMPLE",
-        aws_secret_access_key="secret",
-    )
+    return bedrock_client(server)
 
 
 def _cost(row: dict[str, object]) -> Decimal:

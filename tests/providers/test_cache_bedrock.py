@@ -15,7 +15,7 @@ import finops
 from finops.cache.key import request_key
 from finops.devserver import DevServer, Fault
 from finops.intercept.bedrock import _request_view
-from finops_testing import rows
+from finops_testing import bedrock_client, rows
 
 boto3 = pytest.importorskip("boto3")
 
@@ -24,13 +24,7 @@ MSG = [{"role": "user", "content": [{"text": "What does a ledger do?"}]}]
 
 
 def _client(server: DevServer) -> object:
-    return boto3.client(
-        "bedrock-runtime",
-        endpoint_url=server.url,
-        region_name="us-east-1",
-        aws_access_key_id="AKIDEXAMPLE",
-        aws_secret_access_key="secret",
-    )
+    return bedrock_client(server)
 
 
 def _fo(ledger: Path) -> finops.FinOps:
