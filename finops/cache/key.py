@@ -342,12 +342,33 @@ def _digest(doc: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _split_last_user_text(endpoint: str, body: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
-    """(body without the last user turn's text, that text), or None if there is none."""
-    if endpoint == "embeddings":
+#: Placeholder for the compared text in the context-key document.
+_LAST = "$last_user_text"
+
+
+def _split_last_user_text(
+    endpoint: str, body: dict[str, Any], wire: str = ""
+) -> tuple[dict[str, Any], str] | None:
+    """(body without the last user turn's text, that text), or None if there is none.
+
+    The same rules on every wire: only a last turn from the user made of one plain text
+    (no image, document, audio, tool result or second part) is compared, and a request that
+    declares tools is never served semantically (a tool call's arguments come from the exact
+    words of the question). Gemini: ``contents[-1]`` with ``role="user"`` and one
+    ``{"text": ...}`` part; Bedrock Converse: ``messages[-1]`` with one ``{"text": ...}``
+    block; InvokeModel: the body's ``messages[-1]`` (Anthropic's string or one ``text``
+    block, Nova's one ``{"text": ...}`` block).
+    """
+    if endpoint in ("embeddings", "embed_content"):
+        return None
+    if wire == "google":
+        return _split_gemini(body)
+    if wire == "aws":
+        return _split_bedrock(endpoint, body)
+    if body.get("tools") or body.get("functions"):
         return None
     if endpoint == "responses" and isinstance(body.get("input"), str):
-        return {**body, "input": "$last_user_text"}, body["input"]
+        return {**body, "input": _LAST}, body["input"]
     key = "input" if endpoint == "responses" else "messages"
     items = body.get(key)
     if not isinstance(items, list) or not items:
@@ -358,8 +379,73 @@ def _split_last_user_text(endpoint: str, body: dict[str, Any]) -> tuple[dict[str
     content = last.get("content")
     if not isinstance(content, str):
         return None
-    rest = [*items[:-1], {**last, "content": "$last_user_text"}]
+    rest = [*items[:-1], {**last, "content": _LAST}]
     return {**body, key: rest}, content
+
+
+def _one_text(blocks: Any, *, typed: bool = False) -> str | None:
+    """The text of a block list holding exactly one plain text block, else None."""
+    if isinstance(blocks, str) and typed:
+        return blocks  # Anthropic's string content
+    if not isinstance(blocks, list) or len(blocks) != 1 or not isinstance(blocks[0], dict):
+        return None
+    block = blocks[0]
+    text = block.get("text")
+    if not isinstance(text, str):
+        return None
+    if set(block) == {"text"} or (
+        typed and set(block) == {"type", "text"} and block["type"] == "text"
+    ):
+        return text
+    return None
+
+
+def _split_gemini(body: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    config = body.get("config")
+    if isinstance(config, dict) and config.get("tools"):
+        return None
+    contents = body.get("contents")
+    if not isinstance(contents, list) or not contents or not isinstance(contents[-1], dict):
+        return None
+    last = contents[-1]
+    if last.get("role", "user") != "user":
+        return None
+    text = _one_text(last.get("parts"))
+    if text is None:
+        return None
+    rest = [*contents[:-1], {**last, "parts": _LAST}]
+    return {**body, "contents": rest}, text
+
+
+def _split_messages(messages: Any, *, typed: bool) -> tuple[list[Any], str] | None:
+    if not isinstance(messages, list) or not messages or not isinstance(messages[-1], dict):
+        return None
+    last = messages[-1]
+    if last.get("role") != "user":
+        return None
+    text = _one_text(last.get("content"), typed=typed)
+    if text is None:
+        return None
+    return [*messages[:-1], {**last, "content": _LAST}], text
+
+
+def _split_bedrock(endpoint: str, body: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    if body.get("toolConfig") or body.get("tools"):  # the request view names it ``tools``
+        return None
+    if endpoint == "invoke_model":
+        inner = body.get("body")
+        if not isinstance(inner, dict) or inner.get("tools") or inner.get("toolConfig"):
+            return None
+        split = _split_messages(inner.get("messages"), typed=True)
+        if split is None:
+            return None
+        rest, text = split
+        return {**body, "body": {**inner, "messages": rest}}, text
+    split = _split_messages(body.get("messages"), typed=False)
+    if split is None:
+        return None
+    rest, text = split
+    return {**body, "messages": rest}, text
 
 
 def request_key(
@@ -369,7 +455,7 @@ def request_key(
     body = canonical(endpoint, kwargs, wire=wire)
     head = {"v": _KEY_VERSION, "wire": wire, "endpoint": endpoint, "tenant": tenant}
     exact = f"{tenant}:{_digest({**head, 'body': body})}"
-    split = _split_last_user_text(endpoint, body)
+    split = _split_last_user_text(endpoint, body, wire)
     if split is None:
         return RequestKey(exact=exact, context=None, text=None, tenant=tenant)
     rest, text = split
