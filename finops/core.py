@@ -143,7 +143,14 @@ class FinOps:
                 on_warn=on_budget_warn,
                 seed=ledger_seed(self.ledger),
             )
-        env = StepEnv(pricebook=self.pricebook, ledger=self.ledger, clock=self.clock)
+        self._clients: Any = None  # wrapped clients, for cross-provider routes
+        if routing is not None:
+            from finops.routing.relay import Clients
+
+            self._clients = Clients()
+        env = StepEnv(
+            pricebook=self.pricebook, ledger=self.ledger, clock=self.clock, clients=self._clients
+        )
         config = StepConfig(
             unknown_model=self.unknown_model,
             estimate=self.estimate_mode,
@@ -245,7 +252,12 @@ class FinOps:
         """
         if self._closed:
             raise ConfigError("this FinOps is closed; create a new one to wrap more clients")
-        return wrap_client(client, meter=self._meter, pipeline=self._pipeline, hosts=self._hosts)
+        wrapped = wrap_client(
+            client, meter=self._meter, pipeline=self._pipeline, hosts=self._hosts
+        )
+        if self._clients is not None:  # a route may name this client's provider
+            self._clients.add(wrapped, hosts=self._hosts)
+        return wrapped
 
     # -- lifecycle -----------------------------------------------------------------------
     def flush(self, timeout_s: float | None = None) -> bool:

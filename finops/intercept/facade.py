@@ -117,7 +117,7 @@ def wrap_client(client: C, *, meter: Meter, pipeline: Pipeline, hosts: HostMap |
         )
         http_client = sdk.DefaultHttpxClient(transport=transport)
     wrapped = client.with_options(http_client=http_client)  # type: ignore[attr-defined]
-    w = _Wrapping(meter, pipeline, hook, wire, hosts)
+    w = _Wrapping(meter, pipeline, hook, wire, hosts, is_async=is_async)
     eager = _lazy_resources(w, wrapped)
     _wrap_resources(w, wrapped, only=eager)
     return wrapped  # type: ignore[no-any-return]
@@ -126,7 +126,7 @@ def wrap_client(client: C, *, meter: Meter, pipeline: Pipeline, hosts: HostMap |
 class _Wrapping:
     """What every wrapped method of one client needs."""
 
-    __slots__ = ("hook", "hosts", "meter", "pipeline", "wire")
+    __slots__ = ("hook", "hosts", "is_async", "meter", "pipeline", "wire")
 
     def __init__(
         self,
@@ -135,18 +135,21 @@ class _Wrapping:
         hook: ClientHook,
         wire: str,
         hosts: HostMap | None = None,
+        *,
+        is_async: bool = False,
     ) -> None:
         self.meter = meter
         self.pipeline = pipeline
         self.hook = hook
         self.wire = wire
         self.hosts = hosts
+        self.is_async = is_async
 
     def start(
         self, endpoint: str, kind: str, kwargs: dict[str, Any]
     ) -> tuple[Call, dict[str, Any]]:
         """Run the pre-call steps; the kwargs to send carry the call's id header."""
-        call = self.pipeline.start(self.hook, endpoint, kwargs, kind=kind)
+        call = self.pipeline.start(self.hook, endpoint, kwargs, kind=kind, is_async=self.is_async)
         return call, with_call_header(call.kwargs, call)
 
 
@@ -263,6 +266,8 @@ def _facade(
         async def acall(*args: Any, **kwargs: Any) -> Any:
             ctx, kwargs = w.start(endpoint, kind, kwargs)
             try:
+                if ctx.relay is not None:  # a cross-provider route: the target answers
+                    ctx.served = await ctx.relay.arun()
                 result = await original(*args, **kwargs)
             except BaseException:
                 end_call(ctx)
@@ -277,7 +282,11 @@ def _facade(
     @functools.wraps(original)
     def call(*args: Any, **kwargs: Any) -> Any:
         ctx, kwargs = w.start(endpoint, kind, kwargs)
+        if ctx.relay is not None and w.is_async:  # an async method behind a sync decorator
+            return _relayed(original, args, kwargs, ctx, end_call)
         try:
+            if ctx.relay is not None:  # a cross-provider route: the target answers
+                ctx.served = ctx.relay.run()
             result = original(*args, **kwargs)
         except BaseException:
             end_call(ctx)
@@ -290,6 +299,28 @@ def _facade(
 
     call.__finops_wrapped__ = True  # type: ignore[attr-defined]
     return call
+
+
+async def _relayed(
+    original: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    ctx: Call,
+    end_call: Callable[[Call], None],
+) -> Any:
+    # AsyncAnthropic's messages.create is a sync function returning a coroutine: the target's
+    # answer is awaited first, then the SDK's own coroutine parses it.
+    try:
+        ctx.served = await ctx.relay.arun()
+        value = original(*args, **kwargs)
+        if inspect.isawaitable(value):
+            value = await value
+    except BaseException:
+        end_call(ctx)
+        raise
+    if not ctx.stream:
+        end_call(ctx)
+    return value
 
 
 async def _end_when_awaited(result: Any, ctx: Call, end_call: Callable[[Call], None]) -> Any:

@@ -208,6 +208,8 @@ class Meter:
             if row.cost_total is not None:
                 ctx.spent_cost += row.cost_total
                 ctx.spent_tokens += row_tokens(row)
+        if ctx.silent:  # relayed: the target client's call records the row
+            return
         try:
             self.sink.append(row)
         except Exception as exc:
@@ -627,6 +629,8 @@ class MeteredAttempt:
         fill_usage(row, usage)
         if parsed.service_tier in ("flex", "priority", "batch"):
             ctx.service_tier = parsed.service_tier
+        if ctx.silent:  # relayed: priced on the target's own row, not in the caller's table
+            return row
         try:
             cost = self._meter.price(
                 ctx, parsed.served_model or ctx.requested_model, usage, self._ts

@@ -72,6 +72,7 @@ class Call:
     api_url: str | None = None
     host: Any = None  # finops.providers.hosts.HostRoute: who serves it, how it is priced
     service_tier: str | None = None
+    is_async: bool = False  # the SDK method is async (its facade awaits a relay)
     # -- written by steps ----------------------------------------------------------------
     row: dict[str, Any] = field(default_factory=dict)  # LedgerRow fields for every row
     strip_usage_chunk: bool = False  # finops injected include_usage: hide that chunk
@@ -82,6 +83,11 @@ class Call:
     reservation: Any = None  # finops.budgets.Reservation, when a budget applies
     capture: bool = False  # keep the raw response bytes for the steps' ``after``
     served: Served | None = None  # answer provided by a step; nothing is sent
+    #: set with a placeholder ``served`` by a step that answers through another wrapped
+    #: client (cross-provider routing: :class:`finops.routing.relay.Relay`); the facade runs
+    #: ``relay.run()`` / ``await relay.arun()`` before the SDK sends and serves what it returns
+    relay: Any = None
+    silent: bool = False  # this call's own attempts are not recorded (the relayed call's are)
     prompt_text: str | None = None  # only with store_content=True
     steps_ran: int | None = None  # how many steps' ``before`` ran (None: all of them)
     # -- written by the meter ------------------------------------------------------------

@@ -99,4 +99,4 @@ def _route(config: StepConfig, env: StepEnv) -> Step | None:
         return None
     from finops.routing.step import RouteStep
 
-    return RouteStep(config.routing, pricebook=env.pricebook)
+    return RouteStep(config.routing, pricebook=env.pricebook, clients=env.clients)

@@ -64,7 +64,13 @@ class Pipeline:
 
     # -- before the network ----------------------------------------------------------------
     def start(
-        self, hook: ClientHook, endpoint: str, kwargs: dict[str, Any], *, kind: str
+        self,
+        hook: ClientHook,
+        endpoint: str,
+        kwargs: dict[str, Any],
+        *,
+        kind: str,
+        is_async: bool = False,
     ) -> Call:
         """A new call for one wrapped-method invocation, with every ``before`` run on it.
 
@@ -100,6 +106,7 @@ class Pipeline:
             kind=kind,
             service_tier=tier if isinstance(tier, str) else None,
         )
+        call.is_async = is_async
         self.before(call)
         model = call.kwargs.get("model")
         if isinstance(model, str):

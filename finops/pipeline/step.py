@@ -63,6 +63,7 @@ class StepEnv:
     pricebook: Callable[[], PriceBook]
     ledger: LedgerAccess
     clock: Callable[[], datetime]
+    clients: Any = None  # finops.routing.relay.Clients: wrapped clients (cross-provider routes)
 
 
 class Step:

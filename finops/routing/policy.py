@@ -8,11 +8,12 @@ model and to model limits (context window, max output); it is built once per Fin
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from finops.routing.config import Mode, Routing, RoutingScope
+from finops.routing.cross import split_target
 from finops.routing.translate import Limits, cannot_serve, capabilities, needs_of, translate
 from finops.routing.wires import BEDROCK_ENDPOINTS, bedrock_target, is_bedrock_id
 
@@ -38,6 +39,7 @@ class Decision:
     changed: tuple[str, ...]
     policy: str
     cpu_us: float
+    provider: str | None = None  # another provider's target (a cross-provider route)
 
     @property
     def routed(self) -> bool:
@@ -51,6 +53,8 @@ class Decision:
             text += f"->{self.target}"
         if self.dropped:
             text += f" dropped={','.join(self.dropped)}"
+        if self.provider is not None and self.changed:
+            text += f" changed={','.join(self.changed)}"
         return text
 
 
@@ -114,8 +118,17 @@ class Router:
         kwargs: Mapping[str, Any],
         tags: Mapping[str, str] | None = None,
         opt_out: bool = False,
+        own_provider: str | None = None,
+        cross: Callable[[str, str], str | None] | None = None,
+        known: frozenset[str] = frozenset(),
     ) -> Decision | None:
-        """Decide for one request; None when no route applies to the requested model."""
+        """Decide for one request; None when no route applies to the requested model.
+
+        A target named ``provider:model`` for a provider other than ``own_provider`` (the
+        caller's price provider) is a cross-provider route: ``cross(provider, model)`` says
+        why it cannot be taken (target client not wrapped, nothing to translate it to...)
+        or None; without ``cross`` it is refused as ``cross_provider``. ``known`` adds
+        host labels of wrapped clients to the provider prefixes."""
         started = time.thread_time_ns()
         requested = str(kwargs.get("model", ""))
         route = next((r for r in self.config.routes if r.matches(requested)), None)
@@ -138,6 +151,7 @@ class Router:
                 changed=kw.get("changed", ()),
                 policy=self.policy,
                 cpu_us=(time.thread_time_ns() - started) / 1000.0,
+                provider=kw.get("provider"),
             )
 
         if opt_out:
@@ -145,8 +159,10 @@ class Router:
         if mode == "off":
             return done("off", "mode=off")
         keep = scope.keep_quality if scope and scope.keep_quality else self.config.keep_quality
-        share = scope.strong_share if scope and scope.strong_share is not None else (
-            self.config.strong_share
+        share = (
+            scope.strong_share
+            if scope and scope.strong_share is not None
+            else (self.config.strong_share)
         )
         score = self.model.score(prompt_text(endpoint, kwargs))
         base = self.threshold(keep, share)
@@ -154,6 +170,7 @@ class Router:
             return done("keep", "score>=threshold", score=score, threshold=base)
         needs = needs_of(endpoint, kwargs)
         chosen = None
+        chosen_provider: str | None = None
         reasons = []
         # the most aggressive target whose own threshold the score is under, and that can serve
         for target in reversed(route.targets):
@@ -161,6 +178,18 @@ class Router:
             if score >= limit:
                 continue
             model = target.model or requested
+            provider, name = split_target(model, known)
+            if provider is not None and provider != own_provider:
+                why = "cross_provider" if cross is None else cross(provider, name)
+                if why is None:
+                    why = cannot_serve(name, needs, self.limits)
+                if why is not None:
+                    reasons.append(why)
+                    continue
+                chosen, chosen_provider = target, provider
+                break
+            if provider is not None:
+                model = name  # "openai:gpt-4.1-mini" on an OpenAI client: the same provider
             if endpoint in BEDROCK_ENDPOINTS:
                 model = bedrock_target(requested, model)  # keeps the inference profile
                 if not is_bedrock_id(model):
@@ -171,18 +200,29 @@ class Router:
                 continue
             src, dst = capabilities(requested), capabilities(model)
             if src is not None and dst is not None and src.provider != dst.provider:
-                reasons.append("cross_provider")  # needs both clients wrapped: future work
+                reasons.append("cross_provider")  # across providers only as "provider:model"
                 continue
             why = cannot_serve(model, needs, self.limits)
             if why is not None:
                 reasons.append(why)
                 continue
-            chosen = target
+            chosen, chosen_provider = target, None
             break
         if chosen is None:
             reason = "cannot_serve:" + ",".join(dict.fromkeys(reasons)) if reasons else "no_target"
             return done("no_route", reason, score=score, threshold=base)
-        served = chosen.model or requested
+        action = "shadow_route" if mode == "shadow" else "route"
+        if chosen_provider is not None:  # the step translates and relays it
+            return done(
+                action,
+                "score<threshold",
+                target=chosen.label(requested),
+                served=split_target(chosen.model, known)[1],
+                score=score,
+                threshold=base,
+                provider=chosen_provider,
+            )
+        served = split_target(chosen.model or requested, known)[1]
         if endpoint in BEDROCK_ENDPOINTS:
             served = bedrock_target(requested, served)
         tr = translate(
@@ -192,7 +232,6 @@ class Router:
             reasoning_effort=chosen.reasoning_effort,
             thinking_off=chosen.thinking == "off",
         )
-        action = "shadow_route" if mode == "shadow" else "route"
         return done(
             action,
             "score<threshold",

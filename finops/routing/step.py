@@ -10,18 +10,28 @@ records what it would have done. Every decision lands on the ledger row: ``route
 ``on_row`` sets ``counterfactual_cost`` of a routed attempt to the requested model's price for
 the same usage, flagged ``counterfactual_estimated`` (the requested model would not have used
 exactly the same tokens); ``savings_by_cause`` sums the difference.
+
+A target of another provider (``"anthropic:claude-haiku-4-5"`` on an OpenAI client) is a
+cross-provider route (:mod:`finops.routing.cross`, :mod:`finops.routing.relay`): ``before``
+translates the request for the target's wrapped client and ends the caller's chain with a
+:class:`~finops.routing.relay.Relay`, which the caller's facade runs. The target's call runs
+its own pipeline — this step, seeing the relayed fields, records them instead of deciding
+again — and writes the call's one row (the caller's own attempt is silent).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from functools import lru_cache
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from finops.pipeline.step import Step
 from finops.routing.config import Routing
 from finops.routing.policy import Decision, Router
+from finops.routing.relay import RELAYED
 
 if TYPE_CHECKING:
     from finops.ledger.row import LedgerRow
@@ -77,7 +87,10 @@ class RouteStep(Step):
         *,
         pricebook: Callable[[], PriceBook] | None = None,
         model: RouterModel | None = None,
+        clients: Any = None,
     ) -> None:
+        self.clients = clients  # finops.routing.relay.Clients (None: no cross-provider routes)
+        self._requested_provider: dict[str, str] = {}  # relayed call id -> caller's provider
         if pricebook is None:
             from finops.pricing import PriceBook
 
@@ -92,12 +105,28 @@ class RouteStep(Step):
         self.router = Router(config=config, model=model, limits=_BookLimits(pricebook))
 
     def before(self, call: Call) -> Served | None:
+        relayed = RELAYED.get()
+        if relayed is not None:  # the target side of a cross-provider route: record, not decide
+            RELAYED.set(None)  # only this call (not calls it might make) is the relayed one
+            call.row.update({k: v for k, v in relayed.items() if not k.startswith("_")})
+            provider = relayed.get("_requested_provider")
+            if isinstance(provider, str):
+                self._remember(call.call_id, provider)
+            return None
         if call.endpoint in ("embeddings", "embed_content"):
             return None
         opt = call.options.get("finops_route", True)
+        pending: dict[Any, Any] = {}
+        own = call.price_provider or call.provider
         try:
             decision = self.router.decide(
-                endpoint=call.endpoint, kwargs=call.kwargs, tags=call.tags, opt_out=opt is False
+                endpoint=call.endpoint,
+                kwargs=call.kwargs,
+                tags=call.tags,
+                opt_out=opt is False,
+                own_provider=own,
+                cross=self._cross_check(call, pending) if self.clients is not None else None,
+                known=self.clients.labels() if self.clients is not None else frozenset(),
             )
         except Exception as exc:  # routing must never break the user's call
             log.warning("finops routing failed, request left unchanged: %r", exc)
@@ -105,11 +134,118 @@ class RouteStep(Step):
             return None
         if decision is None:
             return None
+        if decision.provider is not None:
+            relay = pending.get((decision.provider, decision.served_model))
+            if relay is not None:
+                dropped = tuple(dict.fromkeys(relay["dropped"]))
+                changed = tuple(c for c in dict.fromkeys(relay["changed"]) if c not in dropped)
+                decision = replace(decision, dropped=dropped, changed=changed)
         self._record(call, decision)
+        if decision.routed and decision.provider is not None:
+            return self._relay(call, decision, pending)
         if decision.routed and decision.kwargs is not None:
             call.kwargs.clear()
             call.kwargs.update(decision.kwargs)
         return None
+
+    def _remember(self, call_id: str, provider: str) -> None:
+        self._requested_provider[call_id] = provider
+        while len(self._requested_provider) > 10_000:  # calls that never produced a row
+            self._requested_provider.pop(next(iter(self._requested_provider)))
+
+    def _cross_check(self, call: Call, pending: dict[Any, Any]) -> Callable[[str, str], str | None]:
+        """The policy's test of a cross-provider target: translatable, target wrapped."""
+
+        def check(provider: str, model: str) -> str | None:
+            from finops.routing.cross import (
+                CALLER_ENDPOINTS,
+                CannotTranslate,
+                read_request,
+                target_kwargs,
+            )
+            from finops.routing.wires import is_bedrock_id
+
+            if CALLER_ENDPOINTS.get(call.provider) != call.endpoint or call.kind != "call":
+                return "cross_provider_caller"  # Responses, Gemini/Bedrock callers, .stream()
+            assert self.clients is not None
+            found = self.clients.get(provider, is_async=call.is_async)
+            if found is None:
+                return "target_not_wrapped"
+            wire, client, client_async = found
+            if wire == "aws" and not is_bedrock_id(model):
+                return "not_a_bedrock_model_id"
+            try:
+                conv = read_request(call.provider, call.endpoint, call.kwargs)
+                limits = self.router.limits
+                out = limits.max_output(model) if limits is not None else None
+                kwargs = target_kwargs(provider, wire, model, conv, max_output=out)
+            except CannotTranslate as exc:
+                return exc.reason
+            for name in _unaccepted(wire, client, client_async, kwargs):
+                kwargs.pop(name)  # e.g. sampling parameters a newer Anthropic SDK no longer takes
+                conv.dropped.append(name)
+            pending[(provider, model)] = {
+                "wire": wire,
+                "client": client,
+                "client_async": client_async,
+                "kwargs": kwargs,
+                "stream": conv.stream,
+                "dropped": conv.dropped,
+                "changed": conv.changed,
+            }
+            return None
+
+        return check
+
+    def _relay(self, call: Call, decision: Decision, pending: dict[Any, Any]) -> Served:
+        from finops.pipeline.call import Served
+        from finops.routing.relay import Relay
+        from finops.routing.translate import translate
+
+        assert decision.provider is not None and decision.served_model is not None
+        p = pending[(decision.provider, decision.served_model)]
+        kwargs = p["kwargs"]
+        target_endpoint = {"openai": "chat.completions", "anthropic": "messages"}.get(p["wire"])
+        if target_endpoint is not None:  # reasoning-model limits, thinking, effort
+            route = next(
+                r for r in self.router.config.routes if r.matches(decision.requested_model)
+            )
+            target = next(
+                (t for t in route.targets if t.label(decision.requested_model) == decision.target),
+                None,
+            )
+            tr = translate(
+                target_endpoint,
+                kwargs,
+                model=decision.served_model,
+                reasoning_effort=target.reasoning_effort if target else None,
+                thinking_off=bool(target and target.thinking == "off"),
+            )
+            kwargs = tr.kwargs
+        own = call.price_provider or call.provider
+        fields = {k: call.row[k] for k in _ROUTE_FIELDS if k in call.row}
+        fields["route_decision"] = call.row["route_decision"] + f" from={own}"
+        fields["_requested_provider"] = own
+        call.row["route_decision"] = fields["route_decision"]
+        options = {
+            k: v for k, v in call.options.items() if k in ("finops_cache", "finops_max_cost")
+        }
+        call.relay = Relay(
+            provider=decision.provider,
+            wire=p["wire"],
+            client=p["client"],
+            client_async=p["client_async"],
+            model=decision.served_model,
+            kwargs=kwargs,
+            caller_wire=call.provider,
+            caller_endpoint=call.endpoint,
+            stream=p["stream"],
+            tags=dict(call.tags),
+            fields=fields,
+            options=options,
+        )
+        call.silent = True
+        return Served(body=b"")  # a placeholder: the facade serves what the relay returns
 
     @staticmethod
     def _record(call: Call, d: Decision) -> None:
@@ -126,6 +262,7 @@ class RouteStep(Step):
         requested = row.requested_model
         if not requested:
             return
+        crossed = self._requested_provider.pop(call.call_id, None)
         try:
             from finops.usage import Usage
 
@@ -134,6 +271,8 @@ class RouteStep(Step):
             book = self._pricebook()
             # Bedrock and Gemini ids are priced from their wire's own table (the row's)
             table = row.provider if row.provider in ("aws", "google") else None
+            if crossed is not None:  # a cross-provider route: the caller's provider's table
+                table = crossed
             if table is not None and book.resolve(model=requested, provider=table) is None:
                 table = None
             priced = book.price(provider=table, model=requested, usage=usage, at=row.ts_start)
@@ -148,6 +287,24 @@ class RouteStep(Step):
         return f"<RouteStep policy={self.router.policy!r} mode={self.router.config.mode!r}>"
 
 
+def _unaccepted(wire: str, client: Any, client_async: bool, kwargs: Mapping[str, Any]) -> list[str]:
+    """Target keyword arguments the target SDK's method does not take (its signature)."""
+    if wire not in ("openai", "anthropic"):
+        return []
+    from finops.routing.relay import method_of
+
+    try:
+        params = inspect.signature(method_of(wire, client, client_async)).parameters
+    except (TypeError, ValueError):
+        return []
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return []
+    return [name for name in kwargs if name not in params]
+
+
+#: What a relayed call's row takes from the caller's decision.
+_ROUTE_FIELDS = ("route_decision", "requested_model", "route_score", "route_policy", "route_cpu_us")
+
 _USAGE_FIELDS: tuple[str, ...] = (
     "input_tokens",
     "cache_read_tokens",
@@ -159,4 +316,3 @@ _USAGE_FIELDS: tuple[str, ...] = (
     "reasoning_tokens",
     "output_audio_tokens",
 )
-
