@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from finops.config import check_settings
 from finops.errors import ConfigError
-from finops.intercept.facade import wrap_client
+from finops.intercept.facade import describe_client, wrap_client
 from finops.metering import Meter
 from finops.metering.meter import utc_now
 from finops.pipeline import Pipeline, StepConfig, StepEnv, build_steps
@@ -252,11 +252,12 @@ class FinOps:
         """
         if self._closed:
             raise ConfigError("this FinOps is closed; create a new one to wrap more clients")
-        wrapped = wrap_client(
-            client, meter=self._meter, pipeline=self._pipeline, hosts=self._hosts
-        )
+        wrapped = wrap_client(client, meter=self._meter, pipeline=self._pipeline, hosts=self._hosts)
         if self._clients is not None:  # a route may name this client's provider
-            self._clients.add(wrapped, hosts=self._hosts)
+            found = describe_client(wrapped, self._hosts)
+            if found is not None:
+                label, wire, flavours = found
+                self._clients.add(wrapped, label=label, wire=wire, flavours=flavours)
         return wrapped
 
     # -- lifecycle -----------------------------------------------------------------------

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from finops.metering import ClientHook, Meter
     from finops.pipeline import Pipeline
 
-__all__ = ["wrap_client"]
+__all__ = ["describe_client", "wrap_client"]
 
 C = TypeVar("C")
 
@@ -121,6 +121,24 @@ def wrap_client(client: C, *, meter: Meter, pipeline: Pipeline, hosts: HostMap |
     eager = _lazy_resources(w, wrapped)
     _wrap_resources(w, wrapped, only=eager)
     return wrapped  # type: ignore[no-any-return]
+
+
+def describe_client(
+    client: object, hosts: HostMap | None = None
+) -> tuple[str, str, tuple[bool, ...]] | None:
+    """(price provider label, SDK wire, flavours: False sync / True async) of a wrapped
+    client, for cross-provider routes; None for what a route cannot send through
+    (LangChain chat models)."""
+    if is_genai_client(client):
+        return "google", "google", (False, True)  # client.models and client.aio.models
+    if is_bedrock_client(client):
+        return "aws", "aws", (False,)
+    root = type(client).__module__.split(".")[0]
+    if root not in ("openai", "anthropic"):
+        return None
+    is_async = isinstance(getattr(client, "_client", None), httpx2.AsyncClient)
+    label = route_for(hosts, root, str(getattr(client, "base_url", ""))).label or root
+    return str(label), root, (is_async,)
 
 
 class _Wrapping:

@@ -28,35 +28,13 @@ from finops.errors import FinOpsError
 from finops.pipeline.call import Served
 from finops.routing.cross import Answer, answer_of, caller_error, caller_json
 
-__all__ = ["RELAYED", "Clients", "Relay", "client_wire", "method_of"]
+__all__ = ["RELAYED", "Clients", "Relay", "method_of"]
 
 #: The caller's routing fields while its relayed call runs (read by the target's route step,
 #: which records them on the target's row instead of deciding again).
 RELAYED: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
     "finops_relayed", default=None
 )
-
-
-def client_wire(client: Any, hosts: Any = None) -> tuple[str, str, tuple[bool, ...]] | None:
-    """(price provider label, SDK wire, flavours) of a wrapped client; None for clients a
-    route cannot send through (LangChain models...)."""
-    from finops.intercept.bedrock import is_bedrock_client
-    from finops.intercept.google import is_genai_client
-
-    if is_genai_client(client):
-        return "google", "google", (False, True)  # client.models and client.aio.models
-    if is_bedrock_client(client):
-        return "aws", "aws", (False,)
-    root = type(client).__module__.split(".")[0]
-    if root not in ("openai", "anthropic"):
-        return None
-    import httpx2
-
-    from finops.providers.hosts import route_for
-
-    is_async = isinstance(getattr(client, "_client", None), httpx2.AsyncClient)
-    label = route_for(hosts, root, str(getattr(client, "base_url", ""))).label or root
-    return str(label), root, (is_async,)
 
 
 class Clients:
@@ -66,15 +44,9 @@ class Clients:
         self._by: dict[tuple[str, bool], tuple[str, Any]] = {}
         self._lock = threading.Lock()
 
-    def add(self, client: Any, *, hosts: Any = None) -> None:
-        """Remember a wrapped client (called by ``FinOps.wrap``)."""
-        try:
-            found = client_wire(client, hosts)
-        except Exception:  # never break wrap()
-            return
-        if found is None:
-            return
-        label, wire, flavours = found
+    def add(self, client: Any, *, label: str, wire: str, flavours: tuple[bool, ...]) -> None:
+        """Remember a wrapped client (``FinOps.wrap``, with
+        :func:`finops.intercept.facade.describe_client`'s reading of it)."""
         with self._lock:
             for is_async in flavours:
                 self._by[(label, is_async)] = (wire, client)
