@@ -203,6 +203,8 @@ class _Metering:
         view = _request_view(params)
         sent = dict(view)  # the steps may rewrite the view in place
         call = self.pipeline.start(self.hook, endpoint, view, kind="deferred" if stream else "call")
+        if call.relay is not None:  # a cross-provider route: the target answers
+            call.served = call.relay.run()
         _write_back(params, sent, call.kwargs)
         call.stream = stream
         self._slot.served = call.served

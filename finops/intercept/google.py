@@ -173,9 +173,17 @@ def _text_of(value: Any) -> str:
 
 
 def _start(
-    pipeline: Pipeline, hook: ClientHook, endpoint: str, kind: str, kwargs: dict[str, Any]
+    pipeline: Pipeline,
+    hook: ClientHook,
+    endpoint: str,
+    kind: str,
+    kwargs: dict[str, Any],
+    *,
+    is_async: bool = False,
 ) -> tuple[Call, dict[str, Any]]:
-    call = pipeline.start(hook, endpoint, kwargs, kind="deferred" if kind == "stream" else "call")
+    call = pipeline.start(
+        hook, endpoint, kwargs, kind="deferred" if kind == "stream" else "call", is_async=is_async
+    )
     call.requested_model = model_id(call.kwargs.get("model")) or call.requested_model
     if endpoint == "embed_content" and getattr(call.estimate, "input_tokens", None) is None:
         text = _text_of(call.kwargs.get("contents"))
@@ -198,8 +206,10 @@ def _wrap_method(
 
         @functools.wraps(original)
         async def acall(*args: Any, **kwargs: Any) -> Any:
-            call, kwargs = _start(pipeline, hook, endpoint, kind, kwargs)
+            call, kwargs = _start(pipeline, hook, endpoint, kind, kwargs, is_async=True)
             try:
+                if call.relay is not None:  # a cross-provider route: the target answers
+                    call.served = await call.relay.arun()
                 result = await original(*args, **kwargs)
             except BaseException:
                 end_call(call)
@@ -216,6 +226,8 @@ def _wrap_method(
     def method(*args: Any, **kwargs: Any) -> Any:
         call, kwargs = _start(pipeline, hook, endpoint, kind, kwargs)
         try:
+            if call.relay is not None:  # a cross-provider route: the target answers
+                call.served = call.relay.run()
             result = original(*args, **kwargs)
         except BaseException:
             end_call(call)

@@ -43,7 +43,12 @@ __all__ = [
 ]
 
 #: The caller endpoints a cross-provider route can answer (their SDKs parse JSON and SSE).
-CALLER_ENDPOINTS = {"openai": "chat.completions", "anthropic": "messages"}
+CALLER_ENDPOINTS = {
+    "openai": "chat.completions",
+    "anthropic": "messages",
+    "google": "generate_content",
+    "aws": "converse",
+}
 #: Spellings of the four SDK families' price providers in a ``provider:model`` target.
 PROVIDER_ALIASES = {
     "openai": "openai",
@@ -142,6 +147,75 @@ _ANTHROPIC_REFUSE = {
     "output_format": "json_schema",
     "output_config": "json_schema",
 }
+# google-genai GenerateContentConfig fields (snake or camel case).
+_GEMINI_KEEP = frozenset(
+    {"system_instruction", "temperature", "top_p", "max_output_tokens", "stop_sequences"}
+)
+_GEMINI_SILENT = frozenset(
+    {"http_options", "should_return_http_response", "labels", "automatic_function_calling"}
+)
+_GEMINI_DROP = frozenset(
+    {
+        "top_k",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "thinking_config",
+        "safety_settings",
+        "media_resolution",
+        "service_tier",
+        "store",
+        "routing_config",
+        "model_selection_config",
+        "enable_enhanced_civic_answers",
+        "model_armor_config",
+    }
+)
+_GEMINI_REFUSE = {
+    "tools": "tools",
+    "tool_config": "tools",
+    "response_schema": "json_schema",
+    "response_json_schema": "json_schema",
+    "response_logprobs": "logprobs",
+    "logprobs": "logprobs",
+    "cached_content": "cached_content",
+    "speech_config": "audio",
+    "audio_timestamp": "audio",
+    "audio_transcription_config": "audio",
+    "image_config": "image",
+    "continuation_token": "continuation",
+    "automatic_continuation": "continuation",
+    "generation_output_config": "json_schema",
+}
+# Bedrock Converse members, as the botocore hooks' request view names them.
+_BEDROCK_SILENT = frozenset(
+    {
+        "model",
+        "messages",
+        "system",
+        "max_tokens",
+        "inferenceConfig",
+        "requestMetadata",
+        "contentType",
+        "accept",
+        "trace",
+    }
+)
+_BEDROCK_DROP = frozenset(
+    {
+        "additionalModelRequestFields",
+        "additionalModelResponseFieldPaths",
+        "performanceConfig",
+        "serviceTier",
+    }
+)
+_BEDROCK_REFUSE = {
+    "tools": "tools",
+    "toolConfig": "tools",
+    "outputConfig": "json_schema",
+    "guardrailConfig": "guardrail",
+    "promptVariables": "prompt_variables",
+}
 # SDK transport options: not part of the request, never forwarded.
 _TRANSPORT = frozenset({"extra_headers", "extra_query", "timeout"})
 
@@ -158,6 +232,32 @@ _FINISH_TO_OPENAI = {
     "content_filtered": "content_filter",
     "guardrail_intervened": "content_filter",
     "model_context_window_exceeded": "length",
+}
+_FINISH_TO_GEMINI = {
+    "stop": "STOP",
+    "end_turn": "STOP",
+    "stop_sequence": "STOP",
+    "length": "MAX_TOKENS",
+    "max_tokens": "MAX_TOKENS",
+    "content_filter": "SAFETY",
+    "refusal": "SAFETY",
+    "content_filtered": "SAFETY",
+    "guardrail_intervened": "SAFETY",
+    "model_context_window_exceeded": "MAX_TOKENS",
+    "STOP": "STOP",
+    "MAX_TOKENS": "MAX_TOKENS",
+}
+_FINISH_TO_CONVERSE = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "content_filter": "content_filtered",
+    "end_turn": "end_turn",
+    "stop_sequence": "stop_sequence",
+    "max_tokens": "max_tokens",
+    "refusal": "content_filtered",
+    "STOP": "end_turn",
+    "MAX_TOKENS": "max_tokens",
+    "SAFETY": "content_filtered",
 }
 _FINISH_TO_ANTHROPIC = {
     "stop": "end_turn",
@@ -280,6 +380,10 @@ def read_request(wire: str, endpoint: str, kwargs: Mapping[str, Any]) -> Convers
     :class:`CannotTranslate` with the reason when they do not translate)."""
     if CALLER_ENDPOINTS.get(wire) != endpoint:
         raise CannotTranslate(f"endpoint:{endpoint}")
+    if wire == "google":
+        return _read_gemini(kwargs)
+    if wire == "aws":
+        return _read_converse(kwargs)
     keep, drop, refuse = (
         (_OPENAI_KEEP, _OPENAI_DROP, _OPENAI_REFUSE)
         if wire == "openai"
@@ -351,6 +455,150 @@ def _read_anthropic(kwargs: Mapping[str, Any]) -> Conversation:
         max_tokens=_limit(limit),
         stop=_stop_list(kwargs.get("stop_sequences")),
     )
+
+
+def _converse_text(blocks: Any) -> str:
+    out = []
+    for block in blocks or ():
+        if not isinstance(block, Mapping):
+            raise CannotTranslate("content:block")
+        if set(block) == {"cachePoint"}:
+            continue
+        if set(block) != {"text"}:
+            raise CannotTranslate("content:" + next(iter(sorted(block)), "block"))
+        out.append(str(block["text"]))
+    return "".join(out)
+
+
+def _read_converse(kwargs: Mapping[str, Any]) -> Conversation:
+    dropped: list[str] = []
+    for name, value in kwargs.items():
+        if value is None or name in _BEDROCK_SILENT:
+            continue
+        if name in _BEDROCK_REFUSE:
+            raise CannotTranslate(_BEDROCK_REFUSE[name])
+        if name in _BEDROCK_DROP:
+            dropped.append(name)
+            continue
+        raise CannotTranslate(f"parameter:{name}")
+    turns: list[tuple[str, str]] = []
+    for message in kwargs.get("messages") or ():
+        if not isinstance(message, Mapping) or message.get("role") not in ("user", "assistant"):
+            raise CannotTranslate("content:message")
+        turns.append((str(message["role"]), _converse_text(message.get("content"))))
+    system = kwargs.get("system")
+    inference = kwargs.get("inferenceConfig") or {}
+    temperature, top_p = inference.get("temperature"), inference.get("topP")
+    conv = Conversation(
+        turns=turns,
+        system=_converse_text(system) if system else None,
+        max_tokens=_limit(inference.get("maxTokens")),
+        temperature=None if temperature is None else float(temperature),
+        top_p=None if top_p is None else float(top_p),
+        stop=_stop_list(inference.get("stopSequences")),
+        dropped=dropped,
+    )
+    if not conv.turns or conv.turns[-1][0] != "user":
+        raise CannotTranslate("last_turn_not_user")
+    return conv
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+def _gemini_text(parts: Any) -> str:
+    parts = _plain(parts)
+    items = parts if isinstance(parts, (list, tuple)) else [parts]
+    out = []
+    for part in items:
+        part = _plain(part)
+        if isinstance(part, str):
+            out.append(part)
+            continue
+        if not isinstance(part, Mapping):
+            raise CannotTranslate(f"content:{type(part).__name__}")
+        fields = {k for k, v in part.items() if v is not None}
+        if not isinstance(part.get("text"), str) or fields - {"text"}:
+            kind = next(iter(sorted(fields - {"text"})), "part")
+            raise CannotTranslate(f"content:{kind}")
+        out.append(part["text"])
+    return "".join(out)
+
+
+def _read_gemini(kwargs: Mapping[str, Any]) -> Conversation:
+    for name, value in kwargs.items():
+        if name not in ("model", "contents", "config") and not _is_sentinel(value):
+            raise CannotTranslate(f"parameter:{name}")
+    config = _plain(kwargs.get("config"))
+    if config is None:
+        config = {}
+    if not isinstance(config, Mapping):
+        raise CannotTranslate("parameter:config")
+    values = {_snake(str(k)): v for k, v in config.items() if not _is_sentinel(v)}
+    dropped: list[str] = []
+    for name in values:
+        if name in _GEMINI_KEEP or name in _GEMINI_SILENT:
+            continue
+        if name in _GEMINI_REFUSE:
+            raise CannotTranslate(_GEMINI_REFUSE[name])
+        if name == "candidate_count":
+            if values[name] != 1:
+                raise CannotTranslate("n>1")
+            continue
+        if name == "response_mime_type":
+            if values[name] != "text/plain":
+                raise CannotTranslate("json_schema")
+            continue
+        if name == "response_modalities":
+            if [str(m).upper() for m in values[name]] not in (["TEXT"], []):
+                raise CannotTranslate("audio")
+            continue
+        if name in _GEMINI_DROP:
+            dropped.append(name)
+            continue
+        raise CannotTranslate(f"parameter:{name}")
+    contents = _plain(kwargs.get("contents"))
+    items = contents if isinstance(contents, (list, tuple)) else [contents]
+    turns: list[tuple[str, str]] = []
+    loose: list[Any] = []
+    for item in items:
+        item = _plain(item)
+        if isinstance(item, Mapping) and ("parts" in item or "role" in item):
+            if loose:
+                turns.append(("user", _gemini_text(loose)))
+                loose = []
+            role = item.get("role") or "user"
+            if role not in ("user", "model"):
+                raise CannotTranslate(f"role:{role}")
+            turns.append(
+                ("assistant" if role == "model" else "user", _gemini_text(item.get("parts") or []))
+            )
+        else:
+            loose.append(item)
+    if loose:
+        turns.append(("user", _gemini_text(loose)))
+    system = values.get("system_instruction")
+    if system is not None:
+        system = _plain(system)
+        system = (
+            _gemini_text(system.get("parts") or [])
+            if isinstance(system, Mapping)
+            else _gemini_text(system)
+        )
+    temperature, top_p = values.get("temperature"), values.get("top_p")
+    conv = Conversation(
+        turns=turns,
+        system=system,
+        max_tokens=_limit(values.get("max_output_tokens")),
+        temperature=None if temperature is None else float(temperature),
+        top_p=None if top_p is None else float(top_p),
+        stop=_stop_list(values.get("stop_sequences")),
+        dropped=dropped,
+    )
+    if not conv.turns or conv.turns[-1][0] != "user":
+        raise CannotTranslate("last_turn_not_user")
+    return conv
 
 
 # -- Conversation -> the target's request --------------------------------------------------
@@ -580,6 +828,39 @@ def caller_json(wire: str, answer: Answer) -> dict[str, Any]:
                 "cache_creation_input_tokens": answer.cache_write,
             },
         }
+    if wire == "google":
+        usage: dict[str, Any] = {
+            "promptTokenCount": answer.input_tokens,
+            "candidatesTokenCount": answer.output_tokens,
+            "totalTokenCount": answer.input_tokens + answer.output_tokens,
+        }
+        if answer.cache_read:
+            usage["cachedContentTokenCount"] = answer.cache_read
+        return {
+            "candidates": [
+                {
+                    "content": {"role": "model", "parts": [{"text": answer.text}]},
+                    "finishReason": _FINISH_TO_GEMINI.get(answer.finish, "STOP"),
+                    "index": 0,
+                }
+            ],
+            "usageMetadata": usage,
+            "modelVersion": answer.model,
+            "responseId": answer.id or f"finops-{int(time.time() * 1000)}",
+        }
+    if wire == "aws":
+        return {
+            "output": {"message": {"role": "assistant", "content": [{"text": answer.text}]}},
+            "stopReason": _FINISH_TO_CONVERSE.get(answer.finish, "end_turn"),
+            "usage": {
+                "inputTokens": max(0, answer.input_tokens - answer.cache_read - answer.cache_write),
+                "outputTokens": answer.output_tokens,
+                "totalTokens": answer.input_tokens + answer.output_tokens,
+                "cacheReadInputTokens": answer.cache_read,
+                "cacheWriteInputTokens": answer.cache_write,
+            },
+            "metrics": {"latencyMs": 0},
+        }
     raise CannotTranslate(f"caller_wire:{wire}")
 
 
@@ -589,6 +870,10 @@ def caller_error(wire: str, status: int, message: str) -> bytes:
         doc: dict[str, Any] = {
             "error": {"message": message, "type": "routed_call_failed", "param": None, "code": None}
         }
+    elif wire == "aws":
+        doc = {"message": message}
+    elif wire == "google":
+        doc = {"error": {"code": status, "message": message, "status": "UNAVAILABLE"}}
     else:
         doc = {"type": "error", "error": {"type": "api_error", "message": message}}
     return json.dumps(doc).encode()

@@ -30,6 +30,8 @@ from finops.routing.cross import Answer, answer_of, caller_error, caller_json
 
 __all__ = ["RELAYED", "Clients", "Relay", "method_of"]
 
+EVENTSTREAM = "application/vnd.amazon.eventstream"
+
 #: The caller's routing fields while its relayed call runs (read by the target's route step,
 #: which records them on the target's row instead of deciding again).
 RELAYED: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
@@ -151,9 +153,9 @@ class Relay:
         if self.stream:
             from finops.cache.replay import synthesize
 
+            kind = EVENTSTREAM if self.caller_wire == "aws" else "text/event-stream"
             return Served(
-                body=synthesize(self.caller_endpoint, doc),
-                headers={"content-type": "text/event-stream"},
+                body=synthesize(self.caller_endpoint, doc), headers={"content-type": kind}
             )
         return Served(body=json.dumps(doc).encode())
 
@@ -162,6 +164,12 @@ class Relay:
         class with the target's status. The message names no key or header, only the type;
         the target's row has the details."""
         status = _status_of(exc)
+        headers = {"content-type": "application/json", "x-should-retry": "false"}
+        if self.caller_wire == "aws":
+            # botocore retries 429/5xx itself (the retry would reach the network): Bedrock's
+            # own "model error" status, which it does not retry
+            status = 424
+            headers["x-amzn-errortype"] = "ModelErrorException"
         message = (
             f"finops routed this request to {self.provider}:{self.model}, which failed with "
             f"{type(exc).__name__} (HTTP {status}); the target's ledger row has the details. "
@@ -170,7 +178,7 @@ class Relay:
         return Served(
             body=caller_error(self.caller_wire, status, message),
             status=status,
-            headers={"content-type": "application/json", "x-should-retry": "false"},
+            headers=headers,
         )
 
 

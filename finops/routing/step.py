@@ -165,8 +165,10 @@ class RouteStep(Step):
             )
             from finops.routing.wires import is_bedrock_id
 
-            if CALLER_ENDPOINTS.get(call.provider) != call.endpoint or call.kind != "call":
-                return "cross_provider_caller"  # Responses, Gemini/Bedrock callers, .stream()
+            if CALLER_ENDPOINTS.get(call.provider) != call.endpoint or (
+                call.kind != "call" and call.provider not in ("google", "aws")  # send at once
+            ):
+                return "cross_provider_caller"  # Responses, InvokeModel, .stream() helpers
             assert self.clients is not None
             found = self.clients.get(provider, is_async=call.is_async)
             if found is None:
@@ -189,7 +191,7 @@ class RouteStep(Step):
                 "client": client,
                 "client_async": client_async,
                 "kwargs": kwargs,
-                "stream": conv.stream,
+                "stream": call.stream,
                 "dropped": conv.dropped,
                 "changed": conv.changed,
             }

@@ -31,6 +31,8 @@ ROUTES = [
     finops.Route(
         source="o3", targets=[finops.RouteTarget(model="aws:us.anthropic.claude-haiku-4-5-20251001-v1:0")]
     ),
+    finops.Route(source="gemini-2.5-pro", targets=[finops.RouteTarget(model="anthropic:claude-haiku-4-5")]),
+    finops.Route(source="us.anthropic.claude-opus-4-1", targets=[finops.RouteTarget(model="openai:gpt-4.1-mini")]),
 ]
 Q = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is the capital of France?"}]
 
@@ -295,6 +297,91 @@ def test_gemini_and_bedrock_targets(fo: finops.FinOps, devserver: DevServer) -> 
     assert [r["requested_model"] for r in got] == ["gpt-4.1", "o3"]
     assert all(r["counterfactual_cost"] > r["cost_total"] > 0 for r in got)  # type: ignore[operator]
     assert json.dumps(str(got[1]["route_decision"])).count("from=openai") == 1
+
+
+def test_gemini_caller_served_by_anthropic(fo: finops.FinOps, devserver: DevServer) -> None:
+    genai = pytest.importorskip("google.genai")
+    types = pytest.importorskip("google.genai.types")
+    gc = fo.wrap(genai.Client(api_key="k", http_options={"base_url": devserver.url}))
+    _anthropic(fo, devserver)
+    config = types.GenerateContentConfig(
+        system_instruction="Be brief.", max_output_tokens=40, temperature=0.2, seed=3
+    )
+    r = gc.models.generate_content(model="gemini-2.5-pro", contents="Name a prime.", config=config)  # type: ignore[attr-defined]
+    assert isinstance(r, types.GenerateContentResponse) and r.text
+    assert r.model_version.startswith("claude-haiku-4-5")
+    assert r.usage_metadata.candidates_token_count > 0
+    sent = _posts(devserver)[-1]
+    assert sent.path == "/v1/messages"  # type: ignore[attr-defined]
+    assert sent.body["system"] == "Be brief." and sent.body["max_tokens"] == 40  # type: ignore[attr-defined]
+    chunks = list(
+        gc.models.generate_content_stream(model="gemini-2.5-pro", contents="Name a prime.", config=config)  # type: ignore[attr-defined]
+    )
+    assert all(isinstance(c, types.GenerateContentResponse) for c in chunks) and len(chunks) > 1
+    assert "".join(c.text or "" for c in chunks) == r.text
+
+    async def aio() -> object:
+        return await gc.aio.models.generate_content(  # type: ignore[attr-defined]
+            model="gemini-2.5-pro", contents=[{"role": "user", "parts": [{"text": "hi"}]}]
+        )
+
+    a = asyncio.run(aio())
+    assert isinstance(a, types.GenerateContentResponse) and a.text
+    # a Gemini request with tools or media is not routed across
+    gc.models.generate_content(  # type: ignore[attr-defined]
+        model="gemini-2.5-pro", contents="Name a prime.",
+        config=types.GenerateContentConfig(
+            tools=[types.Tool(function_declarations=[types.FunctionDeclaration(name="f")])]
+        ),
+    )
+    assert [r.path for r in _posts(devserver)][-1].endswith("gemini-2.5-pro:generateContent")  # type: ignore[attr-defined]
+    got = rows(fo)
+    assert [r["provider"] for r in got] == ["anthropic", "anthropic", "anthropic", "google"]
+    assert all(r["requested_model"] == "gemini-2.5-pro" for r in got)
+    assert "from=google" in str(got[0]["route_decision"]) and "seed" in str(got[0]["route_decision"])
+    assert got[0]["counterfactual_cost"] > got[0]["cost_total"] > 0  # type: ignore[operator]
+    assert got[3]["route_decision"] == "no_route:cannot_serve:tools"
+
+
+def test_bedrock_caller_served_by_openai(fo: finops.FinOps, devserver: DevServer) -> None:
+    pytest.importorskip("boto3")
+    from finops_testing import bedrock_client
+
+    bc = fo.wrap(bedrock_client(devserver))
+    _openai(fo, devserver)
+    opus = "us.anthropic.claude-opus-4-1-20250805-v1:0"
+    msgs = [{"role": "user", "content": [{"text": "Name a prime."}]}]
+    r = bc.converse(  # type: ignore[attr-defined]
+        modelId=opus, messages=msgs, system=[{"text": "Be brief."}],
+        inferenceConfig={"maxTokens": 40, "temperature": 0.2},
+    )
+    text = r["output"]["message"]["content"][0]["text"]
+    assert text and r["stopReason"] in ("end_turn", "max_tokens") and r["usage"]["outputTokens"] > 0
+    sent = _posts(devserver)[-1]
+    assert sent.path == "/v1/chat/completions"  # type: ignore[attr-defined]
+    assert sent.body["max_tokens"] == 40 and sent.body["model"] == "gpt-4.1-mini"  # type: ignore[attr-defined]
+    stream = bc.converse_stream(  # type: ignore[attr-defined]
+        modelId=opus, messages=msgs, system=[{"text": "Be brief."}],
+        inferenceConfig={"maxTokens": 40, "temperature": 0.2},
+    )
+    events = list(stream["stream"])
+    streamed = "".join(
+        e["contentBlockDelta"]["delta"].get("text", "") for e in events if "contentBlockDelta" in e
+    )
+    assert streamed == text and "metadata" in events[-1]
+    # the target fails: the caller gets a botocore ClientError, not retried onto the network
+    from botocore.exceptions import ClientError
+
+    devserver.inject(Fault.status(500))
+    with pytest.raises(ClientError) as err:
+        bc.converse(modelId=opus, messages=msgs, inferenceConfig={"maxTokens": 40})  # type: ignore[attr-defined]
+    assert err.value.response["Error"]["Code"] == "ModelErrorException"
+    assert [r.path for r in _posts(devserver)] == ["/v1/chat/completions"] * 3  # type: ignore[attr-defined]
+    got = rows(fo)
+    assert [r["provider"] for r in got] == ["openai", "openai", "openai"]
+    assert [r["status"] for r in got] == ["ok", "ok", "error"]
+    assert all(r["requested_model"] == opus and "from=aws" in str(r["route_decision"]) for r in got)
+    assert got[0]["counterfactual_cost"] > got[0]["cost_total"] > 0  # type: ignore[operator]
 
 
 def test_route_target_syntax() -> None:
