@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from functools import lru_cache
@@ -35,7 +36,7 @@ from finops.routing.relay import RELAYED
 
 if TYPE_CHECKING:
     from finops.ledger.row import LedgerRow
-    from finops.pipeline.call import Call, Served
+    from finops.pipeline.call import Call, Outcome, Served
     from finops.pricing.book import PriceBook
     from finops.routing.model import RouterModel
 
@@ -91,6 +92,7 @@ class RouteStep(Step):
     ) -> None:
         self.clients = clients  # finops.routing.relay.Clients (None: no cross-provider routes)
         self._requested_provider: dict[str, str] = {}  # relayed call id -> caller's provider
+        self._lock = threading.Lock()
         if pricebook is None:
             from finops.pricing import PriceBook
 
@@ -149,9 +151,16 @@ class RouteStep(Step):
         return None
 
     def _remember(self, call_id: str, provider: str) -> None:
-        self._requested_provider[call_id] = provider
-        while len(self._requested_provider) > 10_000:  # calls that never produced a row
-            self._requested_provider.pop(next(iter(self._requested_provider)))
+        with self._lock:
+            self._requested_provider[call_id] = provider
+            while len(self._requested_provider) > 10_000:  # calls whose after never ran
+                self._requested_provider.pop(next(iter(self._requested_provider)))
+
+    def after(self, call: Call, outcome: Outcome) -> None:
+        """Forget a relayed call's caller provider (its rows are all recorded)."""
+        if self._requested_provider:
+            with self._lock:
+                self._requested_provider.pop(call.call_id, None)
 
     def _cross_check(self, call: Call, pending: dict[Any, Any]) -> Callable[[str, str], str | None]:
         """The policy's test of a cross-provider target: translatable, target wrapped."""
@@ -264,7 +273,7 @@ class RouteStep(Step):
         requested = row.requested_model
         if not requested:
             return
-        crossed = self._requested_provider.pop(call.call_id, None)
+        crossed = self._requested_provider.get(call.call_id)
         try:
             from finops.usage import Usage
 

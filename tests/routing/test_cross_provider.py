@@ -271,6 +271,21 @@ def test_target_error_is_the_callers_sdk_error(fo: finops.FinOps, devserver: Dev
     assert row["provider"] == "anthropic" and row["status"] == "error"
 
 
+def test_target_retries_are_the_targets_rows(fo: finops.FinOps, devserver: DevServer) -> None:
+    oc = _openai(fo, devserver)
+    fo.wrap(anthropic.Anthropic(api_key="sk-test", base_url=devserver.url, max_retries=2))
+    devserver.inject(Fault.status(429, retry_after_ms=1))
+    resp = oc.chat.completions.create(model="gpt-4o", messages=Q, max_tokens=20)
+    assert isinstance(resp, ChatCompletion) and len(_posts(devserver)) == 2
+    got = rows(fo)
+    assert [(r["provider"], r["status"], r["attempt"]) for r in got] == [
+        ("anthropic", "error", 1), ("anthropic", "ok", 2),
+    ]
+    assert got[0]["call_id"] == got[1]["call_id"]
+    assert all("from=openai" in str(r["route_decision"]) for r in got)
+    assert got[1]["counterfactual_cost"] > got[1]["cost_total"] > 0  # type: ignore[operator]
+
+
 def test_gemini_and_bedrock_targets(fo: finops.FinOps, devserver: DevServer) -> None:
     genai = pytest.importorskip("google.genai")
     pytest.importorskip("boto3")
