@@ -216,3 +216,26 @@ def test_bedrock_semantic_hit_converse_stream_and_invoke(
     hits = [r for r in got if r["cache_status"] == "semantic_hit"]
     assert all(r["status"] == "cache_hit" and r["provider"] == "aws" for r in hits)
     assert all(r["counterfactual_cost"] > 0 and r["cost_total"] == 0 for r in hits)
+
+
+def test_long_texts_are_never_semantic_hits(tmp_path: Path, devserver: DevServer) -> None:
+    # longer than the embedder reads (128 word pieces): two texts differing only at the end
+    # would look identical, so only an exact hit may serve them
+    long = " ".join(["the ledger records every call and its cost in detail"] * 20)
+    fo = _fo(tmp_path)
+    try:
+        client = fo.wrap(bedrock_client(devserver))
+
+        def converse(text: str) -> None:
+            msgs = [{"role": "user", "content": [{"text": text}]}]
+            client.converse(modelId=SONNET, messages=msgs)  # type: ignore[attr-defined]
+
+        with finops.tags(team="a"):
+            converse(long + " Answer in French.")
+            converse(long + " Answer in German.")  # its end was never embedded
+            converse(long + " Answer in French.")
+        got = rows(fo)
+    finally:
+        fo.close()
+    assert [r["cache_status"] for r in got] == ["miss", "miss", "exact_hit"]
+    assert _posts(devserver) == 2
