@@ -125,3 +125,5 @@ def load_routing(table: Mapping[str, Any], *, base_dir: str | None = None) -> Ro
         return Routing(**data)
     except ConfigError as exc:
         raise ConfigError(f"invalid [routing] settings: {exc}") from None
+
+

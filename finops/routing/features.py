@@ -80,9 +80,9 @@ def _clip(text: str) -> str:
     return text[:half] + "\n" + text[-half:]
 
 
-def _group(
-    hashes: npt.NDArray[np.uint64], bits: int, salt: int
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+def _group(hashes: npt.NDArray[np.uint64], bits: int, salt: int) -> tuple[
+    npt.NDArray[np.int64], npt.NDArray[np.float64]
+]:
     if hashes.size == 0:
         return np.empty(0, np.int64), np.empty(0, np.float64)
     mixed = (hashes * np.uint64(0x9E3779B1) + np.uint64(salt)) & _MASK32

@@ -130,7 +130,9 @@ def oracle_scores(strong: Any, weak: Any) -> FloatArray:
     return s - w
 
 
-def random_metrics(strong: Any, weak: Any, *, price_ratio: float | None = None) -> RouterMetrics:
+def random_metrics(
+    strong: Any, weak: Any, *, price_ratio: float | None = None
+) -> RouterMetrics:
     """Expected metrics of random routing (quality is linear in the cost share)."""
     s, w = _labels(strong, weak)
     n = s.size

@@ -159,10 +159,8 @@ class Router:
         if mode == "off":
             return done("off", "mode=off")
         keep = scope.keep_quality if scope and scope.keep_quality else self.config.keep_quality
-        share = (
-            scope.strong_share
-            if scope and scope.strong_share is not None
-            else (self.config.strong_share)
+        share = scope.strong_share if scope and scope.strong_share is not None else (
+            self.config.strong_share
         )
         score = self.model.score(prompt_text(endpoint, kwargs))
         base = self.threshold(keep, share)

@@ -46,15 +46,8 @@ __all__ = [
 ]
 
 #: Sampling parameters OpenAI reasoning models reject (anything but the default).
-_REASONING_REJECTS = (
-    "temperature",
-    "top_p",
-    "presence_penalty",
-    "frequency_penalty",
-    "logprobs",
-    "top_logprobs",
-    "logit_bias",
-)
+_REASONING_REJECTS = ("temperature", "top_p", "presence_penalty", "frequency_penalty",
+                      "logprobs", "top_logprobs", "logit_bias")
 _EFFORT_ORDER = ("minimal", "low", "medium", "high")
 
 
@@ -184,16 +177,13 @@ def needs_of(endpoint: str, kwargs: Mapping[str, Any]) -> RequestNeeds:
     rf = kwargs.get("response_format")
     text_fmt = kwargs.get("text")
     json_schema = (
-        (isinstance(rf, Mapping) and rf.get("type") == "json_schema")
-        or (
-            isinstance(text_fmt, Mapping)
-            and isinstance(text_fmt.get("format"), Mapping)
-            and text_fmt["format"].get("type") == "json_schema"
-        )
-        or kwargs.get("output_format") is not None
-        or (
-            rf is not None and not isinstance(rf, Mapping)  # a pydantic class given to .parse()
-        )
+        isinstance(rf, Mapping) and rf.get("type") == "json_schema"
+    ) or (
+        isinstance(text_fmt, Mapping)
+        and isinstance(text_fmt.get("format"), Mapping)
+        and text_fmt["format"].get("type") == "json_schema"
+    ) or kwargs.get("output_format") is not None or (
+        rf is not None and not isinstance(rf, Mapping)  # a pydantic class given to .parse()
     )
     if "modalities" in kwargs and "audio" in (kwargs.get("modalities") or ()):
         audio = True
@@ -213,7 +203,9 @@ def needs_of(endpoint: str, kwargs: Mapping[str, Any]) -> RequestNeeds:
     )
 
 
-def cannot_serve(target_model: str, needs: RequestNeeds, limits: Limits | None) -> str | None:
+def cannot_serve(
+    target_model: str, needs: RequestNeeds, limits: Limits | None
+) -> str | None:
     """Why ``target_model`` cannot serve a request with ``needs``; None when it can."""
     caps = capabilities(target_model)
     if caps is None:

@@ -51,9 +51,7 @@ _EFFORT_BUDGET = {"low": 1024, "medium": 8192}
 
 def bare_model(model: str) -> str:
     """``us.anthropic.claude-...``, an ARN, or ``models/gemini-...`` → the family name."""
-    name = (
-        model.rsplit("/", 1)[-1] if model.startswith(("arn:", "models/", "publishers/")) else model
-    )
+    name = model.rsplit("/", 1)[-1] if model.startswith(("arn:", "models/", "publishers/")) else model
     return _VENDOR.sub("", name)
 
 
@@ -184,10 +182,9 @@ def needs_bedrock(endpoint: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
             elif isinstance(block, Mapping):
                 if isinstance(block.get("text"), str):
                     chars += len(block["text"])
-                if any(k in block for k in ("image", "document", "video")) or block.get("type") in (
-                    "image",
-                    "document",
-                ):
+                if any(k in block for k in ("image", "document", "video")) or block.get(
+                    "type"
+                ) in ("image", "document"):
                     images = True
     if system is not None:
         chars += len(json.dumps(system, default=str))
