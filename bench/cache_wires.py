@@ -21,11 +21,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import boto3
 from google import genai
 
 import finops
-from finops.devserver import DevServer
+from finops.devserver import DevServer, bedrock_client
 
 MODEL = "gemini-2.5-flash"
 SONNET = "us.anthropic.claude-sonnet-4-20250514-v1:0"
@@ -40,13 +39,7 @@ def per_call_ms(fn: Callable[[], object], calls: int) -> float:
 
 
 def bedrock(server: DevServer) -> object:
-    return boto3.client(
-        "bedrock-runtime",
-        endpoint_url=server.url,
-        region_name="us-east-1",
-        aws_access_key_id="AKIDEXAMPLE",
-        aws_secret_access_key="secret",
-    )
+    return bedrock_client(server.url)
 
 
 def main() -> None:

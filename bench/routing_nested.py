@@ -47,6 +47,7 @@ from scipy.optimize import minimize
 from scipy.stats import rankdata
 
 from finops.routing import features as F
+from finops.routing.linear import ridge as linear_ridge
 from finops.routing.metrics import evaluate
 from finops.routing.model import load_labelled
 
@@ -135,37 +136,22 @@ def std_dense(d: np.ndarray, tr: np.ndarray) -> np.ndarray:
     return (d - d[tr].mean(0)) / (d[tr].std(0) + 1e-9)
 
 
+class ScipyDesign:
+    """The design as scipy sparse products, for :func:`finops.routing.linear.ridge` (same CG)."""
+
+    def __init__(self, x: sp.csr_matrix, dense: np.ndarray) -> None:
+        self.x, self.xt, self.dense, self.width = x, x.T.tocsr(), dense, int(x.shape[1])
+
+    def matvec(self, w_sparse: np.ndarray, w_dense: np.ndarray) -> np.ndarray:
+        return np.asarray(self.x @ w_sparse + self.dense @ w_dense)
+
+    def rmatvec(self, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(self.xt @ u), np.asarray(self.dense.T @ u)
+
+
 def ridge(x: sp.csr_matrix, y: np.ndarray, dense: np.ndarray, alpha: float, iters: int = 40) -> tuple[np.ndarray, np.ndarray, float]:
-    """finops.routing.linear.ridge (same CG, same stopping) with scipy matvecs."""
-    xt = x.T.tocsr()
-    dalpha = alpha * 10.0
-    bias = float(y.mean())
-    bs, bd = xt @ (y - bias), dense.T @ (y - bias)
-    ws, wd = np.zeros(x.shape[1]), np.zeros(dense.shape[1])
-
-    def apply(vs: np.ndarray, vd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        u = x @ vs + dense @ vd
-        u = u - u.mean()
-        return xt @ u + alpha * vs, dense.T @ u + dalpha * vd
-
-    stop = 1e-12 * float(bs @ bs + bd @ bd)
-    rs, rd = bs.copy(), bd.copy()
-    ps, pd = rs.copy(), rd.copy()
-    rr = float(rs @ rs + rd @ rd)
-    for _ in range(iters):
-        if rr <= stop:
-            break
-        qs, qd = apply(ps, pd)
-        step = rr / float(ps @ qs + pd @ qd)
-        ws += step * ps
-        wd += step * pd
-        rs -= step * qs
-        rd -= step * qd
-        rn = float(rs @ rs + rd @ rd)
-        ps, pd = rs + (rn / rr) * ps, rd + (rn / rr) * pd
-        rr = rn
-    bias -= float((x @ ws + dense @ wd).mean())
-    return ws, wd, bias
+    """The shipped solver (finops.routing.linear.ridge: CG, tolerance 1e-6) on scipy products."""
+    return linear_ridge(ScipyDesign(x, dense), y, alpha=alpha, dense_alpha=alpha * 10.0, iters=iters)
 
 
 def logit(x: sp.csr_matrix, t: np.ndarray, alpha: Any, iters: int = 80) -> np.ndarray:

@@ -206,17 +206,12 @@ def _gemini(fo: finops.FinOps, url: str) -> Any:
 
 def _bedrock(fo: finops.FinOps, url: str) -> Any:
     try:
-        import boto3
+        import boto3  # noqa: F401
     except ImportError:  # pip install 'finops[bedrock]'
         return None
-    client = boto3.client(
-        "bedrock-runtime",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="demo",
-        aws_secret_access_key="demo",
-    )
-    return fo.wrap(client)
+    from finops.devserver import bedrock_client
+
+    return fo.wrap(bedrock_client(url))
 
 
 def _summarize(fo: finops.FinOps, result: DemoResult) -> None:

@@ -100,12 +100,6 @@ class RedisServer:
 
 def bedrock_client(server: object) -> object:
     """A real boto3 ``bedrock-runtime`` client pointed at the DevServer (dummy credentials)."""
-    import boto3
+    from finops.devserver import bedrock_client as client
 
-    return boto3.client(
-        "bedrock-runtime",
-        endpoint_url=server.url,  # type: ignore[attr-defined]
-        region_name="us-east-1",
-        aws_access_key_id="AKIDEXAMPLE",
-        aws_secret_access_key="secret",
-    )
+    return client(server.url)  # type: ignore[attr-defined]

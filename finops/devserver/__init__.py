@@ -73,9 +73,11 @@ Scripting, for tests:
   log, pending faults and usages, and the prompt cache.
 
 ``serve_forever(host=..., port=...)`` runs it in the foreground (``finops serve-fake``).
+``bedrock_client(server.url)`` builds the boto3 ``bedrock-runtime`` client for it.
 """
 
+from finops.devserver.clients import bedrock_client
 from finops.devserver.faults import Fault
 from finops.devserver.server import DevServer, RecordedRequest, serve_forever
 
-__all__ = ["DevServer", "Fault", "RecordedRequest", "serve_forever"]
+__all__ = ["DevServer", "Fault", "RecordedRequest", "bedrock_client", "serve_forever"]

@@ -8,15 +8,42 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from finops.routing.features import Features
 
-__all__ = ["Design", "design", "ridge"]
+__all__ = ["Design", "Operator", "design", "ridge"]
 
 F64 = npt.NDArray[np.float64]
+
+
+class Operator(Protocol):
+    """What :func:`ridge` needs of a design: ``X·w`` and ``Xᵀ·u`` over sparse + dense columns.
+
+    :class:`Design` is the numpy implementation; experiments may pass a faster one (e.g.
+    scipy sparse products) and get the same solver.
+    """
+
+    @property
+    def width(self) -> int:
+        """Number of sparse (hashed) columns."""
+        ...
+
+    @property
+    def dense(self) -> F64:
+        """The dense columns, ``(rows, k)``."""
+        ...
+
+    def matvec(self, w_sparse: F64, w_dense: F64) -> F64:
+        """``X · [w_sparse; w_dense]``, one value per row."""
+        ...
+
+    def rmatvec(self, u: F64) -> tuple[F64, F64]:
+        """``Xᵀ · u`` split into its sparse and dense parts."""
+        ...
 
 
 @dataclass(slots=True)
@@ -42,11 +69,13 @@ class Design:
         return Design(indptr, self.indices[pick], self.data[pick], self.dense[rows], self.width)
 
     def matvec(self, w_sparse: F64, w_dense: F64) -> F64:
+        """``X · [w_sparse; w_dense]``, one value per row."""
         prod = self.data * w_sparse[self.indices]
         sums = np.concatenate(([0.0], np.cumsum(prod)))
         return np.asarray(sums[self.indptr[1:]] - sums[self.indptr[:-1]] + self.dense @ w_dense)
 
     def rmatvec(self, u: F64) -> tuple[F64, F64]:
+        """``Xᵀ · u`` split into its sparse and dense parts."""
         per = np.repeat(u, np.diff(self.indptr))
         grad = np.bincount(self.indices, weights=self.data * per, minlength=self.width)
         return np.asarray(grad, dtype=np.float64), np.asarray(self.dense.T @ u, dtype=np.float64)
@@ -63,7 +92,7 @@ def design(feats: Sequence[Features], bits: int, mean: F64, std: F64) -> Design:
 
 
 def ridge(
-    x: Design,
+    x: Operator,
     y: F64,
     *,
     alpha: float,
