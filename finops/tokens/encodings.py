@@ -149,7 +149,10 @@ def warm(name: str) -> None:
         except Exception as exc:  # the estimate that needs it reports the problem
             log.debug("finops: tokenizer warm-up failed: %r", exc)
 
-    threading.Thread(target=load, name="finops-warmup", daemon=True).start()
+    try:
+        threading.Thread(target=load, name="finops-warmup", daemon=True).start()
+    except RuntimeError:  # no new threads (interpreter shutting down): load on first need
+        _warming.discard(name)
 
 
 def _load(name: str, folder: Path) -> Any:

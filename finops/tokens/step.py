@@ -9,6 +9,7 @@ so a failed estimate can never open a hole in a budget.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -108,29 +109,23 @@ class EstimateStep(Step):
         no call never loads them; one whose first row is built before the load is done
         waits for it there, as it would have without the warm-up."""
         self._warmed = True
-        try:
-            from finops.tokens.encodings import is_loaded
-            from finops.tokens.models import family_for
-
-            model = str(call.kwargs.get("model") or "")
-            fam = family_for(model if call.provider == "openai" else "claude")
-            encoding = fam.encoding
-            provider = call.price_provider
-        except Exception:  # only a warm-up: the row's estimate reports real problems
-            return
-        if is_loaded(encoding):
-            return
+        requested = str(call.kwargs.get("model") or "")
+        counted_as = requested if call.provider == "openai" else "claude"  # Anthropic: o200k
+        provider = call.price_provider
 
         def load() -> None:
             try:
                 from finops.tokens.encodings import get_encoding
+                from finops.tokens.models import family_for
 
-                get_encoding(encoding)
-                self._pricebook().resolve(model=model, provider=provider)
-            except Exception as exc:
+                get_encoding(family_for(counted_as).encoding)
+                self._pricebook().resolve(model=requested, provider=provider)
+            except Exception as exc:  # only a warm-up: the row's estimate reports problems
                 log.debug("finops: warm-up failed: %r", exc)
 
-        threading.Thread(target=load, name="finops-warmup", daemon=True).start()
+        # No new threads (interpreter shutting down): the row loads them on first need.
+        with contextlib.suppress(RuntimeError):
+            threading.Thread(target=load, name="finops-warmup", daemon=True).start()
 
     def apply_sent(self, call: Call, body: bytes) -> None:
         """Estimate ``call`` from the JSON body the SDK sent (the kwargs may have changed
