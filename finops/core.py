@@ -178,10 +178,14 @@ class FinOps:
             self._meter.defer(self.ledger.spool_dir / PENDING_DIR)
             self.ledger.add_flush_hook(self._meter.drain)
         self._closed = False
-        if self.estimate_mode != "off":
-            # Loading a BPE table takes ~0.4 s: do it now, off the caller's thread, rather
-            # than inside the first metered call.
-            threading.Thread(target=_warm_tokenizer, name="finops-warmup", daemon=True).start()
+        if self._budgets is not None or cap is not None:
+            # Every call is estimated before it is sent: load the tokenizer now, off the
+            # caller's thread, rather than inside the first call. Otherwise nothing needs it
+            # before a response is in, and the estimate step starts that load when the first
+            # call is sent (it then overlaps with the network wait, not the process start).
+            from finops.tokens.encodings import warm
+
+            warm("o200k_base")
 
     @property
     def steps(self) -> list[str]:
@@ -280,15 +284,6 @@ class FinOps:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _warm_tokenizer() -> None:
-    try:
-        from finops.tokens.encodings import get_encoding
-
-        get_encoding("o200k_base")
-    except Exception as exc:  # estimates will report the problem on first use
-        log.debug("finops: tokenizer warm-up failed: %r", exc)
 
 
 def _host_map(providers: Mapping[str, Any], book: Callable[[], PriceBook]) -> Any:

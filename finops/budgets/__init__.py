@@ -13,10 +13,43 @@ expiry, seeding from the ledger and the failure policy.
 
 from __future__ import annotations
 
-from finops.budgets.factory import open_store
-from finops.budgets.manager import BudgetEvent, BudgetManager, BudgetStatus, Reservation
-from finops.budgets.model import Budget, load_budgets
-from finops.budgets.store import BudgetStore, MemoryStore
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# name -> module that defines it, imported on first use: the call path imports
+# ``finops.budgets.call_cap`` for every FinOps, which must not load the budget manager,
+# its stores and pydantic models when no budget is configured.
+_LAZY: dict[str, str] = {
+    "Budget": "finops.budgets.model",
+    "BudgetEvent": "finops.budgets.manager",
+    "BudgetManager": "finops.budgets.manager",
+    "BudgetStatus": "finops.budgets.manager",
+    "BudgetStore": "finops.budgets.store",
+    "MemoryStore": "finops.budgets.store",
+    "Reservation": "finops.budgets.manager",
+    "load_budgets": "finops.budgets.model",
+    "open_store": "finops.budgets.factory",
+}
+
+if TYPE_CHECKING:
+    from finops.budgets.factory import open_store
+    from finops.budgets.manager import BudgetEvent, BudgetManager, BudgetStatus, Reservation
+    from finops.budgets.model import Budget, load_budgets
+    from finops.budgets.store import BudgetStore, MemoryStore
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'finops.budgets' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "Budget",

@@ -15,7 +15,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from finops.budgets.manager import BudgetManager
 from finops.errors import BudgetExceeded, MeteringWarning
 from finops.metering.rows import refused_row
 from finops.pipeline.call import Call, Outcome, Served
@@ -24,6 +23,7 @@ from finops.tokens.step import EstimateStep, worst_case
 from finops.usage import TOKEN_FIELDS
 
 if TYPE_CHECKING:
+    from finops.budgets.manager import BudgetManager
     from finops.budgets.model import Budget
 
 __all__ = ["BudgetStep", "ledger_seed", "record_refusal"]

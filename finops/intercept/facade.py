@@ -33,6 +33,7 @@ from finops.intercept.bedrock import is_bedrock_client, wrap_bedrock
 from finops.intercept.calls import HEADER, Call
 from finops.intercept.frameworks import is_langchain_chat, wrap_langchain
 from finops.intercept.google import is_genai_client, wrap_genai
+from finops.intercept.pool import AsyncPoolTransport, PoolTransport
 from finops.intercept.transport import AsyncMeteringTransport, MeteringTransport
 from finops.providers.hosts import HostMap, route_for
 
@@ -104,14 +105,14 @@ def wrap_client(client: C, *, meter: Meter, pipeline: Pipeline, hosts: HostMap |
     http_client: httpx2.Client | httpx2.AsyncClient
     if is_async:
         atransport = (
-            AsyncMeteringTransport(hook, inner=httpx2.AsyncHTTPTransport(limits=_LIMITS))
+            AsyncMeteringTransport(hook, inner=AsyncPoolTransport(_LIMITS))
             if own_default or not isinstance(existing, httpx2.AsyncClient)
             else AsyncMeteringTransport(hook, client=existing)
         )
         http_client = sdk.DefaultAsyncHttpxClient(transport=atransport)
     else:
         transport = (
-            MeteringTransport(hook, inner=httpx2.HTTPTransport(limits=_LIMITS))
+            MeteringTransport(hook, inner=PoolTransport(_LIMITS))
             if own_default or not isinstance(existing, httpx2.Client)
             else MeteringTransport(hook, client=existing)
         )

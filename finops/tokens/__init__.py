@@ -17,19 +17,57 @@ Every :class:`Estimate` says whether it is exact, its relative error bound and i
 
 from __future__ import annotations
 
-from finops.tokens.encodings import get_encoding
-from finops.tokens.estimate import (
-    DEFAULT_MAX_OUTPUT,
-    FALLBACK_MODELS,
-    Estimate,
-    PriceBookLike,
-    PricedLike,
-    count_tokens,
-    estimate_request,
-)
-from finops.tokens.explain import Part, explain_request
-from finops.tokens.images import anthropic_image_tokens, openai_image_tokens
-from finops.tokens.models import ModelFamily, family_for
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# name -> module that defines it, imported on first use: the call path imports
+# ``finops.tokens.step`` for every FinOps, which must not load the estimators (and their
+# data tables) before a first call needs one.
+_LAZY: dict[str, str] = {
+    "DEFAULT_MAX_OUTPUT": "finops.tokens.estimate",
+    "FALLBACK_MODELS": "finops.tokens.estimate",
+    "Estimate": "finops.tokens.estimate",
+    "ModelFamily": "finops.tokens.models",
+    "Part": "finops.tokens.explain",
+    "PriceBookLike": "finops.tokens.estimate",
+    "PricedLike": "finops.tokens.estimate",
+    "anthropic_image_tokens": "finops.tokens.images",
+    "count_tokens": "finops.tokens.estimate",
+    "estimate_request": "finops.tokens.estimate",
+    "explain_request": "finops.tokens.explain",
+    "family_for": "finops.tokens.models",
+    "get_encoding": "finops.tokens.encodings",
+    "openai_image_tokens": "finops.tokens.images",
+}
+
+if TYPE_CHECKING:
+    from finops.tokens.encodings import get_encoding
+    from finops.tokens.estimate import (
+        DEFAULT_MAX_OUTPUT,
+        FALLBACK_MODELS,
+        Estimate,
+        PriceBookLike,
+        PricedLike,
+        count_tokens,
+        estimate_request,
+    )
+    from finops.tokens.explain import Part, explain_request
+    from finops.tokens.images import anthropic_image_tokens, openai_image_tokens
+    from finops.tokens.models import ModelFamily, family_for
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'finops.tokens' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT",

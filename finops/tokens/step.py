@@ -9,8 +9,10 @@ so a failed estimate can never open a hole in a budget.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
@@ -70,6 +72,7 @@ class EstimateStep(Step):
         #: whether the worst-case cost is needed (a budget reserves it); counting alone is
         #: cheaper, and a per-call cap prices the estimate itself when it is not.
         self.priced = priced
+        self._warmed = False
 
     def before(self, call: Call) -> Served | None:
         """Estimate the request as it will be sent (or when its row is built)."""
@@ -77,6 +80,8 @@ class EstimateStep(Step):
             self.apply(call)
         elif call.provider in _TOKENIZED:
             call.estimate_later = self.apply_sent
+            if not self._warmed:
+                self._warm(call)
         else:  # read the request now (the kwargs may change later), price it later
             try:
                 counts = _fallback_counts(call.kwargs)
@@ -97,6 +102,30 @@ class EstimateStep(Step):
 
             call.estimate_later = later
         return None
+
+    def _warm(self, call: Call) -> None:
+        """First call: load what its row will need (the model's encoding, its price table)
+        in a background thread while the request is on the network. A process that makes
+        no call never loads them; one whose first row is built before the load is done
+        waits for it there, as it would have without the warm-up."""
+        self._warmed = True
+        requested = str(call.kwargs.get("model") or "")
+        counted_as = requested if call.provider == "openai" else "claude"  # Anthropic: o200k
+        provider = call.price_provider
+
+        def load() -> None:
+            try:
+                from finops.tokens.encodings import get_encoding
+                from finops.tokens.models import family_for
+
+                get_encoding(family_for(counted_as).encoding)
+                self._pricebook().resolve(model=requested, provider=provider)
+            except Exception as exc:  # only a warm-up: the row's estimate reports problems
+                log.debug("finops: warm-up failed: %r", exc)
+
+        # No new threads (interpreter shutting down): the row loads them on first need.
+        with contextlib.suppress(RuntimeError):
+            threading.Thread(target=load, name="finops-warmup", daemon=True).start()
 
     def apply_sent(self, call: Call, body: bytes) -> None:
         """Estimate ``call`` from the JSON body the SDK sent (the kwargs may have changed
@@ -185,21 +214,86 @@ def _small(kwargs: Mapping[str, Any]) -> bool:
 #: byte count cannot bound it. Each reference is reserved at a documented maximum instead:
 #: an image at most 6,000 tokens (Anthropic caps an image at 1,600, OpenAI's largest tiles
 #: and patch grids stay under 2,500, Gemini's under 1,300); a document at 100 pages of
-#: ``PDF_PAGE_MAX`` (Anthropic's page limit; text plus the page image).
-_IMAGE_REFS = (b'"image_url"', b'"input_image"', b'"type": "image"', b'"type":"image"')
-_DOCUMENT_REFS = (b'"document"', b'"input_file"', b'"file_data"', b'"file_id"')
+#: ``PDF_PAGE_MAX`` (Anthropic's page limit; text plus the page image), or, for a PDF carried
+#: inline, its pages at ``PDF_PAGE_MAX`` each (a page can cost more than its bytes).
 _IMAGE_MAX_TOKENS = 6_000
+_MAX_DEPTH = 64
 
 
-def _unseen_media(text: bytes) -> int:
-    """Tokens to add for media a request references but does not carry."""
-    if b"image" not in text and b"file" not in text and b"document" not in text:
-        return 0
+def _unseen_media(value: Any) -> int:
+    """Tokens to add for media a request references but does not carry, or whose cost its
+    bytes do not bound (PDFs). One structural walk over the content parts of every wire:
+    OpenAI ``image_url``/``input_image``/``file``/``input_file`` parts, Anthropic ``image``
+    and ``document`` blocks (the same part types the token layer's walkers price), Gemini
+    ``file_data`` parts and Bedrock ``image``/``document`` blocks."""
     from finops.tokens.anthropic import PDF_PAGE_MAX
 
-    images = sum(text.count(ref) for ref in _IMAGE_REFS)
-    documents = sum(text.count(ref) for ref in _DOCUMENT_REFS)
-    return images * _IMAGE_MAX_TOKENS + documents * 100 * PDF_PAGE_MAX
+    total = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            continue
+        if isinstance(item, Mapping):
+            extra = _media_part(item, PDF_PAGE_MAX)
+            if extra is not None:
+                total += extra
+                continue
+            stack.extend((v, depth + 1) for v in item.values() if not isinstance(v, (str, bytes)))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((v, depth + 1) for v in item if not isinstance(v, (str, bytes)))
+        elif hasattr(item, "model_dump"):  # SDK types (google-genai parts)
+            try:
+                stack.append((item.model_dump(exclude_none=True), depth + 1))
+            except Exception:  # not a pydantic model after all
+                continue
+    return total
+
+
+def _media_part(part: Mapping[str, Any], page_max: int) -> int | None:
+    """The extra bound of one media part; None when ``part`` is not one (walk into it)."""
+    kind = part.get("type")
+    if kind in ("image_url", "input_image"):  # OpenAI: a data: URL is in the body
+        spec = part.get("image_url", part)
+        url = spec.get("url") if isinstance(spec, Mapping) else spec
+        inline = isinstance(url, str) and url.startswith("data:")
+        return 0 if inline else _IMAGE_MAX_TOKENS
+    if kind in ("file", "input_file"):  # OpenAI: pages of an inline PDF, else 100 pages
+        spec = part.get("file", part)
+        data = spec.get("file_data") if isinstance(spec, Mapping) else None
+        return _pdf_bound(data, page_max)
+    if kind == "image":  # Anthropic
+        source = part.get("source")
+        inline = isinstance(source, Mapping) and source.get("type") == "base64"
+        return 0 if inline else _IMAGE_MAX_TOKENS
+    if kind == "document":  # Anthropic
+        source = part.get("source")
+        source_kind = source.get("type") if isinstance(source, Mapping) else None
+        if source_kind in ("text", "content"):
+            return 0  # text in the body: its bytes bound it
+        data = source.get("data") if source_kind == "base64" and isinstance(source, Mapping) else None
+        return _pdf_bound(data, page_max)
+    if kind is not None:
+        return None
+    for key in ("file_data", "fileData"):  # Gemini: a file by URI
+        if isinstance(part.get(key), Mapping):
+            return 100 * page_max
+    image = part.get("image")  # Bedrock Converse: bytes inline, or an S3 location
+    if isinstance(image, Mapping) and "source" in image:
+        source = image["source"]
+        inline = isinstance(source, Mapping) and "bytes" in source
+        return 0 if inline else _IMAGE_MAX_TOKENS
+    document = part.get("document")
+    if isinstance(document, Mapping) and "source" in document:
+        return 100 * page_max
+    return None
+
+
+def _pdf_bound(data: object, page_max: int) -> int:
+    from finops.tokens.openai import pdf_pages
+
+    pages = pdf_pages(data) if isinstance(data, str) and data else 0
+    return (pages or 100) * page_max
 
 
 def _fallback_estimate(
@@ -220,8 +314,8 @@ def _fallback_counts(kwargs: Mapping[str, Any]) -> tuple[int, str, object]:
     size = 64
     for key in _CONTENT_KEYS:
         if key in kwargs:
-            text = json.dumps(kwargs[key], default=str).encode()
-            size += len(text) + _unseen_media(text)
+            value = kwargs[key]
+            size += len(json.dumps(value, default=str).encode()) + _unseen_media(value)
     model = str(kwargs.get("model") or "")
     if model.startswith(("models/", "publishers/", "projects/")):  # Gemini resource names
         model = model.rsplit("/", 1)[-1]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import shutil
 import socket
 import subprocess
@@ -30,13 +29,31 @@ def test_patterns_and_special_tokens_match_tiktoken(monkeypatch: pytest.MonkeyPa
 
 
 def test_sha256_matches_tiktoken_expected_hashes() -> None:
+    import hashlib
     import inspect
 
     import tiktoken_ext.openai_public as public
 
     source = inspect.getsource(public)
     for spec in encodings._SPECS.values():
-        assert spec.sha256 in source
+        assert spec.tiktoken_sha256 in source
+        # The shipped compact file holds exactly the ranks tiktoken's hash covers.
+        data = (encodings.DATA_DIR / spec.file).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == spec.sha256
+        text = encodings.tiktoken_text(encodings.decode_ranks(data))
+        assert hashlib.sha256(text).hexdigest() == spec.tiktoken_sha256
+
+
+def test_compact_form_round_trips_and_rejects_garbage() -> None:
+    ranks = {b"a": 0, b"b": 1, b"ab": 2, b"\x00\xff": 3, bytes(range(200)): 4, b"\n": 7}
+    data = encodings.encode_ranks(ranks)
+    assert encodings.decode_ranks(data) == ranks
+    assert encodings.tiktoken_text(ranks).splitlines()[2] == b"YWI= 2"
+    for bad in (b"", b"not a bpe file", data[:-1], data[: len(data) // 2]):
+        with pytest.raises(ValueError):
+            encodings.decode_ranks(bad)
+    with pytest.raises(ValueError):
+        encodings.encode_ranks({b"": 0})
 
 
 def test_known_token_ids() -> None:
@@ -117,13 +134,13 @@ def _copy_data(tmp_path: Path) -> Path:
 
 def test_tampered_file_is_rejected(tmp_path: Path) -> None:
     folder = _copy_data(tmp_path)
-    path = folder / "o200k_base.tiktoken.gz"
-    raw = bytearray(gzip.decompress(path.read_bytes()))
+    path = folder / "o200k_base.bpe"
+    ranks = encodings.decode_ranks(path.read_bytes())
     # Swap two ranks: still a well-formed rank file, but every count could be wrong.
-    lines = bytes(raw).split(b"\n")
-    lines[1000], lines[1001] = lines[1001], lines[1000]
-    path.write_bytes(gzip.compress(b"\n".join(lines)))
-    with pytest.raises(EncodingIntegrityError, match=r"SHA-256 .* expected 446a9538"):
+    (a, ra), (b, rb) = list(ranks.items())[1000:1002]
+    ranks[a], ranks[b] = rb, ra
+    path.write_bytes(encodings.encode_ranks(ranks))
+    with pytest.raises(EncodingIntegrityError, match=r"SHA-256 .* expected fb27c72d"):
         get_encoding("o200k_base", data_dir=folder)
     # The untouched bundled copy still loads.
     assert get_encoding("o200k_base").encode("hi")
@@ -131,9 +148,9 @@ def test_tampered_file_is_rejected(tmp_path: Path) -> None:
 
 def test_corrupt_and_missing_files(tmp_path: Path) -> None:
     folder = _copy_data(tmp_path)
-    path = folder / "cl100k_base.tiktoken.gz"
-    path.write_bytes(path.read_bytes()[:1000])  # truncated gzip
-    with pytest.raises(EncodingIntegrityError, match="corrupt"):
+    path = folder / "cl100k_base.bpe"
+    path.write_bytes(path.read_bytes()[:1000])  # truncated
+    with pytest.raises(EncodingIntegrityError, match="damaged"):
         get_encoding("cl100k_base", data_dir=folder)
     path.unlink()
     with pytest.raises(TokenizerError, match="missing"):
