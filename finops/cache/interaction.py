@@ -17,9 +17,11 @@ MiniLM's states are already contextual:
    standardized features (:data:`~finops.cache.semantic.LEXICAL_FEATURES` then
    :data:`~finops.cache.semantic.TOKEN_FEATURES`), go through a two-layer MLP to one logit.
 
-Trained offline (PyTorch, at calibration time only; ``scripts/train_interaction.py``) and
-shipped as float16 arrays in an ``.npz`` file with its provenance; evaluated here in numpy,
-in float32, about 0.1 ms per candidate on one thread.
+Trained offline (PyTorch, at training time only; ``scripts/train_interaction.py``) and
+exported as float16 arrays in an ``.npz`` file with its provenance; evaluated here in numpy,
+in float32, about 0.1 ms per candidate on one thread. A guard of format 4 names such a file
+(``Cache(guard_file=...)``). finops ships no head: the one trained on QQP did not beat the
+shipped trees on questions it had not seen (docs/cache.md, "A trained second stage").
 """
 
 from __future__ import annotations
