@@ -158,3 +158,36 @@ def test_guard_with_a_head_scores_and_round_trips(tmp_path: Path) -> None:
     (tmp_path / "guard.json").write_text(json.dumps(data))
     with pytest.raises(ConfigError, match="newer"):
         load_guard(tmp_path / "guard.json")
+
+
+def test_index_lookup_passes_token_pairs_to_a_head_guard(tmp_path: Path) -> None:
+    from finops.cache.semantic import SemanticIndex
+
+    head = _head(seed=3)
+    empty = np.zeros(0, dtype=np.float32)
+    guard = Guard(empty, 0.0, empty, empty, 0.0, 0.5, "e", {}, uses_tokens=True, head=head)
+    rng = np.random.default_rng(4)
+    base = _unit(rng, 1)[0]
+    index = SemanticIndex(dim=384)
+    stored = {}
+    for i in range(3):
+        v = base + 0.2 * _unit(rng, 1)[0]
+        v /= np.linalg.norm(v)
+        index.add("ctx", f"k{i}", f"stored text {i}", v.astype(np.float32))
+        stored[f"k{i}"] = _tokens(_unit(rng, 4 + i), np.ones(4 + i, dtype=bool))
+    query = _tokens(_unit(rng, 5), np.ones(5, dtype=bool))
+    match = index.lookup("ctx", "a query", base, guard, tokens=query, stored_tokens=stored.get)
+    assert match is not None
+    from finops.cache.semantic import pair_features, token_features
+
+    v = index._shards["ctx"].vectors[int(match.key[1:])].astype(np.float32)
+    alone = guard.score(
+        pair_features("a query", match.text, base, v),
+        np.asarray(token_features(query, stored[match.key]), dtype=np.float32),
+        pairs=[(query, stored[match.key])],
+    )
+    assert abs(float(alone) - match.score) < 1e-5  # the same score as the pair scored alone
+    high = Guard(empty, 0.0, empty, empty, 1.01, 0.5, "e", {}, uses_tokens=True, head=head)
+    assert (
+        index.lookup("ctx", "a query", base, high, tokens=query, stored_tokens=stored.get) is None
+    )
