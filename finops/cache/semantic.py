@@ -33,12 +33,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from finops.errors import ConfigError
+
+if TYPE_CHECKING:
+    from finops.cache.interaction import Interaction
 
 __all__ = [
     "Embedder",
@@ -799,13 +802,42 @@ class Guard:
     #: the trees also read :data:`TOKEN_FEATURES` (format 3): pass ``tokens`` to :meth:`score`
     uses_tokens: bool = False
 
-    def score(self, features: Vectors, tokens: Vectors | None = None) -> Vectors:
+    #: the trained second stage (format 4): an :class:`~finops.cache.interaction.Interaction`
+    #: that reads both texts' token states; it replaces the trees' score (``pairs`` needed)
+    head: Interaction | None = None
+    #: the head file's name (written into the guard file; the arrays live beside it)
+    head_file: str = ""
+
+    def score(
+        self,
+        features: Vectors,
+        tokens: Vectors | None = None,
+        *,
+        pairs: Sequence[tuple[Tokens, Tokens]] | None = None,
+    ) -> Vectors:
         """P(duplicate) of each row of ``features`` (shape ``(n, d)`` or ``(d,)``); 0 for a
         pair with a veto feature set (a different number, a negation, an opposite word, the
         same words in another order, subject and object swapped); 1 for the same words in the
         same order (unless vetoed). A guard that ``uses_tokens`` needs the pairs'
-        :func:`token_features` as ``tokens`` (same leading shape)."""
-        if self.trees is not None:
+        :func:`token_features` as ``tokens`` (same leading shape); one with a ``head`` also
+        needs the pairs' :class:`Tokens` themselves as ``pairs`` (query first, all with the
+        same query)."""
+        if self.head is not None:
+            if tokens is None or pairs is None:
+                raise ValueError(
+                    "this guard reads both texts' token states: pass tokens= and pairs="
+                )
+            x = np.concatenate(
+                [
+                    np.atleast_2d(features)[:, : len(LEXICAL_FEATURES)],
+                    np.atleast_2d(np.asarray(tokens, dtype=np.float32)),
+                ],
+                axis=-1,
+            )
+            z = _head_logits(self.head, pairs, x) + self.bias
+            if features.ndim == 1:
+                z = z[0]
+        elif self.trees is not None:
             x = features[..., : len(LEXICAL_FEATURES)]
             if self.uses_tokens:
                 if tokens is None:
@@ -831,14 +863,23 @@ class Guard:
     def to_json(self) -> dict[str, Any]:
         """The shipped data-file form."""
         data: dict[str, Any] = {
-            "format": 1 if self.trees is None else 3 if self.uses_tokens else 2,
+            "format": 4
+            if self.head is not None
+            else 1
+            if self.trees is None
+            else 3
+            if self.uses_tokens
+            else 2,
             "embedder": self.embedder,
             "threshold": self.threshold,
             "cosine_floor": self.cosine_floor,
             "bias": self.bias,
             "vetoes": list(self.vetoes),
         }
-        if self.trees is None:
+        if self.head is not None:
+            data["features"] = list(LEXICAL_FEATURES) + list(TOKEN_FEATURES)
+            data["head"] = self.head_file
+        elif self.trees is None:
             data["features"] = [*LEXICAL_FEATURES, "product[384]", "abs_difference[384]"]
             data["weights"] = [round(float(w), 6) for w in self.weights]
             data["mean"] = [round(float(w), 6) for w in self.mean]
@@ -852,12 +893,39 @@ class Guard:
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Guard:
+    def from_json(cls, data: dict[str, Any], *, beside: Path | None = None) -> Guard:
         """Read a guard data file's content (format 1: logistic, 2: trees, 3: trees that
-        also read token features)."""
+        also read token features, 4: the interaction head, whose arrays are read from the
+        file named ``head``, next to ``beside`` (the guard file) or shipped with finops)."""
         empty = np.zeros(0, dtype=np.float32)
+        fmt = int(data.get("format", 1))
+        if fmt > 4:
+            raise ValueError(f"guard format {fmt} is newer than this finops reads (4)")
+        if fmt == 4:
+            from finops.cache.interaction import load_interaction
+
+            if list(data.get("features", [])) != list(LEXICAL_FEATURES) + list(TOKEN_FEATURES):
+                raise ValueError("its head reads other features than this finops computes")
+            name = str(data["head"])
+            head = load_interaction(name, beside=beside)
+            if head.features != len(LEXICAL_FEATURES) + len(TOKEN_FEATURES):
+                raise ValueError(f"its head reads {head.features} features, not 27")
+            return cls(
+                weights=empty,
+                bias=float(data["bias"]),
+                mean=empty,
+                scale=empty,
+                threshold=float(data["threshold"]),
+                cosine_floor=float(data["cosine_floor"]),
+                embedder=str(data["embedder"]),
+                provenance=dict(data.get("provenance", {})),
+                vetoes=tuple(data.get("vetoes", VETOES)),
+                uses_tokens=True,
+                head=head,
+                head_file=name,
+            )
         trees = Trees.from_json(data["trees"]) if "trees" in data else None
-        uses_tokens = int(data.get("format", 1)) >= 3
+        uses_tokens = fmt >= 3
         if trees is not None:
             expected = list(LEXICAL_FEATURES) + (list(TOKEN_FEATURES) if uses_tokens else [])
             if list(data.get("features", expected)) != expected:
@@ -880,6 +948,25 @@ class Guard:
             trees=trees,
             uses_tokens=uses_tokens,
         )
+
+
+def _head_logits(head: Interaction, pairs: Sequence[tuple[Tokens, Tokens]], x: Vectors) -> Vectors:
+    """The head's log-odds for pairs that share their query (the lookup's case), else pair
+    by pair."""
+    if len(pairs) != len(x):
+        raise ValueError(f"{len(pairs)} token pairs for {len(x)} feature rows")
+    if not pairs:
+        return np.zeros(0, dtype=np.float32)
+    query = pairs[0][0]
+    if all(p[0] is query for p in pairs):
+        candidates = [(t.unit(), t.content) for _, t in pairs]
+        return head.logits(query.unit(), query.content, candidates, x)
+    return np.concatenate(
+        [
+            head.logits(q.unit(), q.content, [(t.unit(), t.content)], x[i : i + 1])
+            for i, (q, t) in enumerate(pairs)
+        ]
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -948,7 +1035,7 @@ def load_guard(path: str | Path | None = None) -> Guard:
             text = resources.files("finops.cache").joinpath("data/guard.json").read_text("utf-8")
         else:
             text = Path(path).read_text(encoding="utf-8")
-        return Guard.from_json(json.loads(text))
+        return Guard.from_json(json.loads(text), beside=None if path is None else Path(path))
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(
             f"semantic guard file {path or 'finops/cache/data/guard.json'} is unreadable ({exc}); "
@@ -1084,6 +1171,7 @@ class SemanticIndex:
             return None
         near = [n for n in self.nearest(context, vector) if n[1] >= guard.cosine_floor]
         token_rows: list[list[float]] = []
+        pairs: list[tuple[Tokens, Tokens]] = []
         if guard.uses_tokens:
             if tokens is None or stored_tokens is None:
                 return None
@@ -1095,6 +1183,7 @@ class SemanticIndex:
                 if theirs is not None and not theirs.truncated:
                     kept.append(candidate)
                     token_rows.append(token_features(tokens, theirs))
+                    pairs.append((tokens, theirs))
             near = kept
         if not near:
             return None
@@ -1105,7 +1194,7 @@ class SemanticIndex:
             ]
         )
         extra = np.asarray(token_rows, dtype=np.float32) if guard.uses_tokens else None
-        scores = guard.score(features, extra)  # one call for all candidates
+        scores = guard.score(features, extra, pairs=pairs)  # one call for all candidates
         best: SemanticMatch | None = None
         for (_, sim, key, stored), score in zip(near, scores.tolist(), strict=True):
             if score >= guard.threshold and (best is None or score > best.score):

@@ -94,6 +94,8 @@ class ResponseCache:
         self._index_lock = threading.Lock()
         self._log_cursor: str | None = None  # None: the index is not loaded yet
         self._refreshed = 0.0
+        #: full store rescans after a gap in the change log (not counting the first load)
+        self.rescans = 0
         if config.semantic:
             self._setup_semantic()
 
@@ -138,17 +140,31 @@ class ResponseCache:
         with self._index_lock:
             store = self.store.store
             if self._log_cursor is None:
-                cursor = store.log_cursor()  # before the scan: what is added meanwhile is re-read
-                for key in list(store.keys()):
-                    self._index_entry(key)
-                self._log_cursor, self._refreshed = cursor, self._clock()
+                self._rescan()
             elif self._clock() - self._refreshed >= self.config.semantic_refresh_s:
                 self._refreshed = self._clock()
                 keys, self._log_cursor = store.log_read(self._log_cursor)
+                if keys is None:  # the log was trimmed past what this process read
+                    log.info("finops: the cache change log lost items; rescanning the store")
+                    self.rescans += 1
+                    self._rescan()
+                    return self._index
                 for key in keys:
                     if not self._index.has(key):
                         self._index_entry(key)
         return self._index
+
+    def _rescan(self) -> None:
+        """Index every semantic entry in the store (those not indexed yet), then follow the
+        change log from its end now (taken before the scan: what is added meanwhile is read
+        again, and indexing is once per key)."""
+        assert self._index is not None
+        store = self.store.store
+        cursor = store.log_cursor()
+        for key in list(store.keys()):
+            if not self._index.has(key):
+                self._index_entry(key)
+        self._log_cursor, self._refreshed = cursor, self._clock()
 
     def _index_entry(self, key: str) -> None:
         assert self._index is not None

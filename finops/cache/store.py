@@ -61,8 +61,10 @@ class Store(Protocol):
     def log_cursor(self) -> str:
         """A cursor at the end of the change log now."""
 
-    def log_read(self, cursor: str) -> tuple[list[str], str]:
-        """Items appended after ``cursor`` (oldest first) and the cursor after them."""
+    def log_read(self, cursor: str) -> tuple[list[str] | None, str]:
+        """Items appended after ``cursor`` (oldest first) and the cursor after them; None
+        instead of the items when the log no longer holds everything appended after
+        ``cursor`` (trimmed past it): the reader must rescan the store."""
 
     def close(self) -> None:
         """Release files / connections."""
@@ -134,7 +136,7 @@ class MemoryStore:
         """Always ``""``."""
         return ""
 
-    def log_read(self, cursor: str) -> tuple[list[str], str]:
+    def log_read(self, cursor: str) -> tuple[list[str] | None, str]:
         """Always empty."""
         return [], cursor
 
@@ -208,8 +210,9 @@ class DiskStore:
         """The last number given out."""
         return str(self._log_cache().get(_LOG_SEQ, default=0, retry=True))
 
-    def log_read(self, cursor: str) -> tuple[list[str], str]:
-        """Items numbered after ``cursor`` (expired ones are skipped)."""
+    def log_read(self, cursor: str) -> tuple[list[str] | None, str]:
+        """Items numbered after ``cursor`` (expired ones are skipped: their entries expired
+        with them)."""
         log = self._log_cache()
         last = int(log.get(_LOG_SEQ, default=0, retry=True))
         start = int(cursor or 0)
@@ -282,17 +285,34 @@ class RedisStore:
         info = self._redis.xrevrange(self.log_key, count=1)
         return info[0][0].decode() if info else "0-0"
 
-    def log_read(self, cursor: str) -> tuple[list[str], str]:
-        """XRANGE after ``cursor``, a thousand at a time."""
+    def log_read(self, cursor: str) -> tuple[list[str] | None, str]:
+        """XRANGE from ``cursor``, a thousand at a time. Trimming drops the oldest items, so
+        while the cursor's own item is still in the stream nothing after it was lost; the
+        first XRANGE starts *at* the cursor to see that in the same round trip. A reader
+        left behind by the trim (more than ``log_length`` items: its cursor's item gone)
+        gets None and the stream's last id, and rescans the store; so does a reader whose
+        cursor is ``0-0`` (the log was empty when it loaded) once items were trimmed
+        (Redis ≥ 7 counts ``entries-added``; older ones are taken as not trimmed)."""
         items: list[str] = []
         cursor = cursor or "0-0"
+        batch = self._redis.xrange(self.log_key, min=cursor, count=1001)
+        if batch and batch[0][0].decode() == cursor:
+            batch = batch[1:]
+        elif batch and (cursor != "0-0" or self._trimmed()):
+            return None, self.log_cursor()
         while True:
-            batch = self._redis.xrange(self.log_key, min="(" + cursor, count=1000)
             for item_id, fields in batch:
                 cursor = item_id.decode()
                 items.append(fields[b"k"].decode())
             if len(batch) < 1000:
                 return items, cursor
+            batch = self._redis.xrange(self.log_key, min="(" + cursor, count=1000)
+
+    def _trimmed(self) -> bool:
+        """Whether the stream ever dropped an item (Redis ≥ 7; False before)."""
+        info = self._redis.xinfo_stream(self.log_key)
+        added = info.get("entries-added")
+        return added is not None and int(added) > int(info.get("length", 0))
 
     def close(self) -> None:
         """Close the connection pool."""

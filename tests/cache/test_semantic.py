@@ -347,6 +347,53 @@ class _Embedder:
         return v, [Tokens.from_states(v[i : i + 1], ["x"]) for i in range(len(texts))]
 
 
+@pytest.mark.redis
+def test_index_rescans_after_a_change_log_gap(redis_url: str) -> None:
+    """A process whose Redis change log was trimmed past what it had read rescans the store
+    and finds the entries whose log items were lost."""
+    from finops.cache.step import ResponseCache
+
+    config = finops.Cache(store=redis_url, semantic=True, embedder=_Embedder(), semantic_refresh=0)
+    writer, reader = ResponseCache(config), ResponseCache(config)
+    writer.store.store.log_length = 10  # type: ignore[attr-defined]
+    put = lambda text: writer.put(  # noqa: E731
+        key=_key(text),
+        endpoint="chat.completions",
+        body=_BODY,
+        content_type="application/json",
+        tags={},
+    )
+    assert put("entry zero") is not None
+    assert len(reader._loaded_index()) == 1 and reader.rescans == 0
+    for i in range(300):
+        put(f"entry number {i}")
+    assert len(reader._loaded_index()) == 301  # the early log items are gone: a rescan found them
+    assert reader.rescans == 1 and reader._index is not None
+    assert reader._index.has(_key("entry number 0").exact)
+    put("one more entry")
+    assert len(reader._loaded_index()) == 302 and reader.rescans == 1  # back on the log
+    writer.close()
+    reader.close()
+
+
+def _key(text: str):  # type: ignore[no-untyped-def]
+    from finops.cache.key import request_key
+
+    return request_key(
+        wire="openai",
+        endpoint="chat.completions",
+        kwargs={"model": "m", "messages": [{"role": "user", "content": text}]},
+        tenant="",
+    )
+
+
+_BODY = (
+    b'{"id":"x","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,'
+    b'"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],'
+    b'"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}'
+)
+
+
 def test_index_refresh_interval(tmp_path: Path) -> None:
     """Entries another process adds are read from the change log at most every
     ``semantic_refresh`` seconds (injected clock)."""

@@ -220,3 +220,25 @@ def test_redis_store_change_log(redis_url: str) -> None:
     _log_contract(a, b)
     a.close()
     b.close()
+
+
+@pytest.mark.redis
+def test_redis_change_log_gap_is_detected(redis_url: str) -> None:
+    """A reader the trimmed stream left behind is told so (None), not handed a partial list;
+    a reader still inside the stream reads on as before."""
+    a, b = RedisStore(redis_url, log_length=10), RedisStore(redis_url)
+    behind = b.log_cursor()
+    a.log_append("t:first", ttl_s=None)
+    items, after_first = b.log_read(behind)
+    assert items == ["t:first"]
+    for i in range(400):
+        a.log_append(f"t:{i}", ttl_s=None)
+    assert a._redis.xlen(a.log_key) < 400  # trimmed (approximately: whole stream nodes)
+    recent = a._redis.xrevrange(a.log_key, count=5)[-1][0].decode()
+    items, cursor = b.log_read(after_first)
+    assert items is None and cursor == a.log_cursor()  # the gap, and where to go on from
+    items, _ = b.log_read(recent)  # inside what the stream kept: no gap
+    assert items == ["t:396", "t:397", "t:398", "t:399"]
+    assert b.log_read(cursor) == ([], cursor)
+    a.close()
+    b.close()
