@@ -23,6 +23,7 @@ from typing import Any
 from finops.errors import MigrationError
 from finops.ledger.layout import (
     COMPACTED_PREFIX,
+    VIEW_VERSION,
     ensure_schema_seed,
     publish_part,
     reader_lock,
@@ -73,20 +74,24 @@ def pending_migrations(con: Any) -> list[str]:
     return [name for name, _ in MIGRATIONS if name not in done]
 
 
-def _recorded_parts(con: Any) -> str | None:
+def _recorded(con: Any, key: str) -> str | None:
     if not _has_table(con, _LAYOUT_TABLE):
         return None
-    row = con.execute(f"SELECT value FROM {_LAYOUT_TABLE} WHERE key = 'parts'").fetchone()
+    row = con.execute(f"SELECT value FROM {_LAYOUT_TABLE} WHERE key = ?", [key]).fetchone()
     return None if row is None else str(row[0])
+
+
+def _view_current(con: Any, parts: Path) -> bool:
+    return (
+        _calls_kind(con) == "VIEW"
+        and _recorded(con, "parts") == str(parts.resolve())
+        and _recorded(con, "view") == VIEW_VERSION
+    )
 
 
 def is_current(con: Any, parts: Path) -> bool:
     """True when nothing needs doing: migrated, ``calls`` is a view over ``parts``."""
-    return (
-        not pending_migrations(con)
-        and _calls_kind(con) == "VIEW"
-        and _recorded_parts(con) == str(parts.resolve())
-    )
+    return not pending_migrations(con) and _view_current(con, parts)
 
 
 def columns_of(con: Any) -> list[tuple[str, str]]:
@@ -121,14 +126,15 @@ def install(con: Any, parts: Path, *, export: bool = True) -> list[str]:
         con.execute("COMMIT")
     columns = columns_of(con)
     ensure_schema_seed(con, parts, columns)
-    if _calls_kind(con) != "VIEW" or _recorded_parts(con) != str(parts.resolve()):
+    if not _view_current(con, parts):
         con.execute("BEGIN TRANSACTION")
         con.execute(f"CREATE OR REPLACE VIEW calls AS {view_sql(parts, columns)}")
         con.execute(
             f"CREATE TABLE IF NOT EXISTS {_LAYOUT_TABLE} (key VARCHAR PRIMARY KEY, value VARCHAR)"
         )
         con.execute(
-            f"INSERT OR REPLACE INTO {_LAYOUT_TABLE} VALUES ('parts', ?)", [str(parts.resolve())]
+            f"INSERT OR REPLACE INTO {_LAYOUT_TABLE} VALUES ('parts', ?), ('view', ?)",
+            [str(parts.resolve()), VIEW_VERSION],
         )
         con.execute("COMMIT")
     return applied

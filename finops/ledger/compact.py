@@ -19,12 +19,15 @@ from typing import Any
 from finops.ledger.layout import (
     ACTIVATION_MS,
     SCHEMA_PREFIX,
+    TEXT_COLUMNS,
     compacted_name,
     compacted_sources,
     deleting,
     publish_part,
     sql_str,
+    typed_from_text,
 )
+from finops.ledger.migrations import COLUMN_TYPES
 
 __all__ = ["CompactResult", "compact"]
 
@@ -58,6 +61,29 @@ def _level(p: Path) -> int:
     while size >= bound:
         level, bound = level + 1, bound * 8
     return level
+
+
+def _projection(con: Any, files: str) -> str:
+    """``*``, with each column that one-segment parts store as text (``tags``) built into
+    its typed value, so that a compacted part holds the plain ``calls`` columns."""
+    present = {
+        str(r[0])
+        for r in con.execute(
+            f"DESCRIBE SELECT * FROM read_parquet({files}, union_by_name = true)"
+        ).fetchall()
+    }
+    drop: list[str] = []
+    built: list[str] = []
+    for column, text in TEXT_COLUMNS.items():
+        if text not in present:
+            continue
+        typed = column in present
+        drop.extend([f'"{text}"', *([f'"{column}"'] if typed else [])])
+        expr = typed_from_text(column, COLUMN_TYPES[column], text_present=True, typed_present=typed)
+        built.append(f'{expr} AS "{column}"')
+    if not built:
+        return "*"
+    return f"* EXCLUDE ({', '.join(drop)}), {', '.join(built)}"
 
 
 def compact(
@@ -141,7 +167,7 @@ def compact(
         files = "[" + ", ".join(sql_str(str(p)) for p in candidates) + "]"
         dest = parts / compacted_name(0)  # renamed at publication: c-<epoch ms>-<id>
         select = (
-            f"SELECT * FROM read_parquet({files}, union_by_name = true) "
+            f"SELECT {_projection(con, files)} FROM read_parquet({files}, union_by_name = true) "
             "QUALIFY row_number() OVER (PARTITION BY row_id ORDER BY ts_start) = 1 "
             "ORDER BY ts_start"
         )

@@ -39,6 +39,8 @@ __all__ = [
     "SCHEMA_PREFIX",
     "SEGMENT_PREFIX",
     "SOURCES_KEY",
+    "TEXT_COLUMNS",
+    "VIEW_VERSION",
     "compacted_sources",
     "deleting",
     "parts_dir_for",
@@ -53,6 +55,25 @@ COMPACTED_PREFIX = "c-"
 SCHEMA_PREFIX = "c-schema-"  # a c- name: the kv-metadata glob of compacted parts is never empty
 SOURCES_KEY = "finops_sources"
 PARQUET_OPTIONS = "FORMAT parquet, COMPRESSION zstd"
+
+#: Columns that a one-segment part stores as the JSON text of the spool line instead of the
+#: typed value: building ``tags`` (a MAP) from its JSON was ~35% of the ingest CPU. The view
+#: and compaction build the MAP (``{column: text column}``); see docs/ledger.md "Ingest".
+TEXT_COLUMNS = {"tags": "_tags_json"}
+#: Version of the ``calls`` view's SQL; a catalog recording an older one gets the new view.
+VIEW_VERSION = "2"
+
+
+def typed_from_text(column: str, kind: str, *, text_present: bool, typed_present: bool) -> str:
+    """SQL for ``column`` (of type ``kind``) over parts that may hold its typed value or
+    (one-segment parts) the JSON text of it in ``TEXT_COLUMNS[column]``. A text that is not
+    that type reads as NULL (as the ingest's TRY_CAST fallback makes it)."""
+    text = TEXT_COLUMNS[column]
+    conv = f'TRY_CAST(TRY_CAST("{text}" AS JSON) AS {kind})'
+    if not typed_present:
+        return conv
+    typed = f'CAST("{column}" AS {kind})'
+    return f"coalesce({typed}, {conv})" if text_present else typed
 
 
 #: ``<parts>/.readers.lock``: finops readers hold it shared while a query runs (an analyst's
@@ -142,7 +163,15 @@ def _active(name_sql: str) -> str:
 def view_sql(parts: Path, columns: list[tuple[str, str]]) -> str:
     """The SELECT behind the ``calls`` view: every live part, in ``columns`` order and types."""
     glob = _glob(parts)
-    cols = ", ".join(f'CAST("{name}" AS {kind}) AS "{name}"' for name, kind in columns)
+    cols = ", ".join(
+        (
+            typed_from_text(name, kind, text_present=True, typed_present=True)
+            if name in TEXT_COLUMNS
+            else f'CAST("{name}" AS {kind})'
+        )
+        + f' AS "{name}"'
+        for name, kind in columns
+    )
     return (
         f"SELECT {cols} FROM read_parquet({glob}, union_by_name = true, filename = true) "
         f"WHERE {_active('parse_filename(filename)')} AND parse_filename(filename) NOT IN ("
@@ -210,9 +239,15 @@ def publish_part(
     return dest
 
 
+def _seed_columns(columns: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    names = {name for name, _ in columns}
+    return [*columns, *((t, "VARCHAR") for c, t in TEXT_COLUMNS.items() if c in names)]
+
+
 def schema_seed_name(columns: list[tuple[str, str]]) -> str:
-    """File name of the zero-row part that carries exactly ``columns``."""
-    digest = hashlib.sha256(repr(columns).encode()).hexdigest()[:16]
+    """File name of the zero-row part that carries exactly ``columns`` (and their text
+    columns, so that the view binds before any one-segment part exists)."""
+    digest = hashlib.sha256(repr(_seed_columns(columns)).encode()).hexdigest()[:16]
     return f"{SCHEMA_PREFIX}{digest}.parquet"
 
 
@@ -222,5 +257,5 @@ def ensure_schema_seed(con: Any, parts: Path, columns: list[tuple[str, str]]) ->
     dest = parts / schema_seed_name(columns)
     if dest.exists():
         return
-    cols = ", ".join(f'CAST(NULL AS {kind}) AS "{name}"' for name, kind in columns)
+    cols = ", ".join(f'CAST(NULL AS {kind}) AS "{name}"' for name, kind in _seed_columns(columns))
     publish_part(con, f"SELECT {cols} WHERE false", dest)

@@ -17,7 +17,13 @@ from typing import Any, Protocol
 
 from finops.ledger.catalog import CatalogStatus, ensure_catalog, memory_catalog
 from finops.ledger.compact import CompactResult, compact
-from finops.ledger.layout import SEGMENT_PREFIX, parts_dir_for, publish_part, reading
+from finops.ledger.layout import (
+    SEGMENT_PREFIX,
+    TEXT_COLUMNS,
+    parts_dir_for,
+    publish_part,
+    reading,
+)
 from finops.ledger.spool import select_sql
 
 __all__ = ["DirectoryStore", "Store"]
@@ -30,7 +36,7 @@ def _vanished_file(exc: Exception) -> bool:
 
 
 def _one_segment(seg: Path, strict: bool) -> str:
-    return select_sql([seg], strict=strict)
+    return select_sql([seg], strict=strict, text_columns=TEXT_COLUMNS)
 
 
 log = logging.getLogger("finops.ledger")
@@ -97,7 +103,8 @@ class DirectoryStore:
 
         def select(strict: bool) -> str:
             return (
-                f"SELECT * FROM ({select_sql(segments, strict=strict)}) AS s "
+                f"SELECT * FROM ({select_sql(segments, strict=strict, text_columns=TEXT_COLUMNS)}) "
+                "AS s "
                 "WHERE s.row_id NOT IN (SELECT row_id FROM calls WHERE row_id IS NOT NULL) "
                 "QUALIFY row_number() OVER (PARTITION BY s.row_id) = 1"
             )

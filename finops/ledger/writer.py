@@ -453,9 +453,7 @@ class Ledger:
             self._wake_now = True
             self._cv.notify_all()
             # Done when the rows are in and the store is open (readers can open the catalog).
-            while (
-                self._ingested < target or self._store is None or not self._replayed_for(wanted)
-            ):
+            while self._ingested < target or self._store is None or not self._replayed_for(wanted):
                 if self._fatal is not None:
                     raise MigrationError(self._fatal)
                 if self._stop:
