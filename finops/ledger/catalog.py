@@ -23,10 +23,13 @@ from typing import Any
 from finops.errors import MigrationError
 from finops.ledger.layout import (
     COMPACTED_PREFIX,
+    DEFAULT_MAX_QUERY_S,
     VIEW_VERSION,
     ensure_schema_seed,
+    link_window_ms,
     publish_part,
     reader_lock,
+    sync_links,
     view_sql,
 )
 from finops.ledger.migrations import MIGRATIONS, migrate
@@ -100,11 +103,15 @@ def columns_of(con: Any) -> list[tuple[str, str]]:
     return [(str(r[0]), str(r[1])) for r in con.execute(f"DESCRIBE {table}").fetchall()]
 
 
-def install(con: Any, parts: Path, *, export: bool = True) -> list[str]:
+def install(
+    con: Any, parts: Path, *, export: bool = True, max_query_s: float = DEFAULT_MAX_QUERY_S
+) -> list[str]:
     """Bring the schema on ``con`` up to date with ``calls`` a view over ``parts``.
 
     ``export``: move rows found in a ``calls`` table (an old single-file ledger) into the
-    part ``c-legacy.parquet``. Returns the migrations applied now.
+    part ``c-legacy.parquet``. ``max_query_s``: for a ledger whose link directories do not
+    exist yet, the longest query a raw reader may run (see
+    :func:`finops.ledger.layout.link_window_ms`). Returns the migrations applied now.
     """
     pending = pending_migrations(con)
     applied: list[str] = []
@@ -125,7 +132,9 @@ def install(con: Any, parts: Path, *, export: bool = True) -> list[str]:
         con.execute("DROP TABLE calls")
         con.execute("COMMIT")
     columns = columns_of(con)
+    link_window_ms(parts, max_query_s=max_query_s)  # the link directories exist
     ensure_schema_seed(con, parts, columns)
+    sync_links(parts)  # a ledger from before the link directories: link its parts
     if not _view_current(con, parts):
         con.execute("BEGIN TRANSACTION")
         con.execute(f"CREATE OR REPLACE VIEW calls AS {view_sql(parts, columns)}")
@@ -148,7 +157,13 @@ class CatalogStatus:
         self.note = note
 
 
-def ensure_catalog(path: Path, parts: Path, *, timeout_s: float = 10.0) -> CatalogStatus:
+def ensure_catalog(
+    path: Path,
+    parts: Path,
+    *,
+    timeout_s: float = 10.0,
+    max_query_s: float = DEFAULT_MAX_QUERY_S,
+) -> CatalogStatus:
     """Create or migrate the catalog file ``path`` if it needs it; never holds it for long.
 
     A read-only look first (which coexists with analysts' read-only connections); only when
@@ -161,6 +176,7 @@ def ensure_catalog(path: Path, parts: Path, *, timeout_s: float = 10.0) -> Catal
     import duckdb
 
     parts.mkdir(parents=True, exist_ok=True)
+    link_window_ms(parts, max_query_s=max_query_s)
     if path.exists():
         try:
             with duckdb.connect(str(path), read_only=True) as con:
@@ -193,7 +209,7 @@ def ensure_catalog(path: Path, parts: Path, *, timeout_s: float = 10.0) -> Catal
                 raise
             return CatalogStatus(False, f"the catalog is open read-write elsewhere: {exc}")
         try:
-            install(con, parts)
+            install(con, parts, max_query_s=max_query_s)
         finally:
             con.close()
         return CatalogStatus(True)

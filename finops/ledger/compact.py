@@ -23,8 +23,11 @@ from finops.ledger.layout import (
     compacted_name,
     compacted_sources,
     deleting,
+    linked_anywhere,
+    prune_links,
     publish_part,
     sql_str,
+    sync_links,
     typed_from_text,
 )
 from finops.ledger.migrations import COLUMN_TYPES
@@ -131,15 +134,19 @@ def compact(
             if age < grace_s + ACTIVATION_MS / 1000:  # in effect, then grace_s more
                 continue
             victims.extend(v for v in names if (parts / v).exists())
-        if victims:
-            with deleting(parts) as safe:
-                if not safe:
-                    result.deferred_parts = len(victims)
-                for victim in victims if safe else ():
-                    # a later part names victim's own sources too: safe
-                    with contextlib.suppress(FileNotFoundError):
-                        (parts / victim).unlink()
-                        result.deleted_parts += 1
+        # Deleting the canonical file hides nothing from queries (they read the link
+        # directories); prune_links then unlinks it from the link directory no query reads.
+        with deleting(parts) as safe:
+            if not safe:
+                result.deferred_parts = len(victims)
+            for victim in victims if safe else ():
+                # a later part names victim's own sources too: safe
+                with contextlib.suppress(FileNotFoundError):
+                    (parts / victim).unlink()
+                    result.deleted_parts += 1
+            if safe:
+                prune_links(parts, clock=clock)
+        sync_links(parts)  # parts an older finops published, or whose links a crash lost
 
         # 2. Merge small live parts.
         candidates = []
@@ -163,7 +170,9 @@ def compact(
         # The new part replaces its inputs and whatever they replaced that still exists.
         merged: list[str] = [p.name for p in candidates]
         for p in candidates:
-            merged.extend(s for s in sources.get(p.name, ()) if (parts / s).exists())
+            # ... as long as a query may still list it (in a link directory), so that
+            # the view leaves it out for as long as it can be seen.
+            merged.extend(s for s in sources.get(p.name, ()) if linked_anywhere(parts, s))
         files = "[" + ", ".join(sql_str(str(p)) for p in candidates) + "]"
         dest = parts / compacted_name(0)  # renamed at publication: c-<epoch ms>-<id>
         select = (

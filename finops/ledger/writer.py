@@ -67,6 +67,9 @@ class Ledger:
         compact_min_parts: parts of one size class that trigger an automatic compaction.
         compact_min_age_s: parts younger than this are left for the next compaction.
         grace_s: how long a part that was compacted away stays on disk for running queries.
+        max_query_s: the longest query a raw DuckDB reader of the catalog may run without
+            seeing ``Cannot open file`` (fixed when the ledger's parts directory is created;
+            a deleted part leaves the views' listing within ~4x this long).
         sync: fsync each part before publishing it (survives power loss, ~1 ms a part).
         max_backlog_bytes: rows kept in memory while the spool cannot be written.
     """
@@ -85,6 +88,7 @@ class Ledger:
         compact_min_parts: int = 16,
         compact_min_age_s: float = 2.0,
         grace_s: float = 300.0,
+        max_query_s: float = 300.0,
         sync: bool = True,
         max_backlog_bytes: int = 64 * 1024 * 1024,
         **_legacy: Any,
@@ -153,6 +157,7 @@ class Ledger:
             "compact_min_parts": compact_min_parts,
             "compact_min_age_s": compact_min_age_s,
             "grace_s": grace_s,
+            "max_query_s": max_query_s,
             "sync": sync,
         }
         self._thread = threading.Thread(target=self._run, name="finops-ledger-writer", daemon=True)
@@ -237,6 +242,7 @@ class Ledger:
             compact_min_age_s=kw["compact_min_age_s"],
             grace_s=kw["grace_s"],
             sync=kw["sync"],
+            max_query_s=kw["max_query_s"],
         )
 
     # -- hot path ------------------------------------------------------------------------
