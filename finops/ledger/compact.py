@@ -19,6 +19,7 @@ from typing import Any
 from finops.ledger.layout import (
     ACTIVATION_MS,
     SCHEMA_PREFIX,
+    SEGMENT_PREFIX,
     TEXT_COLUMNS,
     compacted_name,
     compacted_sources,
@@ -55,7 +56,15 @@ def _live_parts(parts: Path, excluded: set[str]) -> list[Path]:
     )
 
 
+#: A one-segment part (``tags`` still JSON text, see layout.TEXT_COLUMNS) older than this
+#: is folded by the automatic compaction even when fewer than ``min_parts`` wait: a query on
+#: ``tags`` over it builds the MAP for every row (~10x the CPU of reading a compacted part).
+SEGMENT_MAX_AGE_S = 30.0
+
+
 def _level(p: Path) -> int:
+    if p.name.startswith(SEGMENT_PREFIX):
+        return 0  # one-segment parts fold with the small ones whatever their size
     try:
         size = p.stat().st_size
     except FileNotFoundError:
@@ -89,6 +98,13 @@ def _projection(con: Any, files: str) -> str:
     return f"* EXCLUDE ({', '.join(drop)}), {', '.join(built)}"
 
 
+def _age(p: Path, now: float) -> float:
+    try:
+        return now - p.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
 def compact(
     con: Any,
     parts: Path,
@@ -108,7 +124,8 @@ def compact(
     more; deletes the parts replaced at least ``grace_s`` ago. ``tiered`` (what the
     writers' automatic compaction uses): only merge parts of similar size (size classes a
     factor of 8 apart, the smallest class with ``min_parts`` parts), so that a big part is
-    not rewritten every time a few small ones arrive.
+    not rewritten every time a few small ones arrive; one-segment parts count as the
+    smallest class, and one older than ``SEGMENT_MAX_AGE_S`` is folded even alone.
     """
     result = CompactResult()
     parts.mkdir(parents=True, exist_ok=True)
@@ -162,6 +179,11 @@ def compact(
             for p in candidates:
                 levels.setdefault(_level(p), []).append(p)
             chosen = [g for _, g in sorted(levels.items()) if len(g) >= min_parts]
+            if not chosen and any(
+                p.name.startswith(SEGMENT_PREFIX) and _age(p, now) >= SEGMENT_MAX_AGE_S
+                for p in levels.get(0, ())
+            ):
+                chosen, min_parts = [levels[0]], 1
             candidates = chosen[0] if chosen else []
         candidates = candidates[:max_inputs]
         if len(candidates) < min_parts:

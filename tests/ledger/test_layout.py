@@ -253,3 +253,25 @@ def test_a_catalog_with_an_older_view_gets_the_current_one(tmp_path: Path, make_
     got = raw.execute("SELECT count(*), count(tags) FROM calls").fetchone()
     raw.close()
     assert got == (4, 4)
+
+
+def test_a_lone_one_segment_part_is_folded_once_it_is_old(tmp_path: Path, make_row):
+    """The automatic (tiered) compaction folds a one-segment part (tags still text) even
+    alone once it is ``SEGMENT_MAX_AGE_S`` old, so tags queries do not keep paying for it."""
+    from finops.ledger.compact import SEGMENT_MAX_AGE_S
+    from finops.ledger.compact import compact as tiered_compact
+
+    path = tmp_path / "lone.duckdb"
+    _fill(path, make_row, batches=1, per=5)
+    parts = parts_dir_for(path)
+    con = duckdb.connect()
+    try:
+        young = tiered_compact(con, parts, min_parts=16, tiered=True)
+        assert young.merged_parts == 0 and young.skipped
+        old = tiered_compact(
+            con, parts, min_parts=16, tiered=True, clock=lambda: time.time() + SEGMENT_MAX_AGE_S
+        )
+        assert old.merged_parts == 1 and old.rows == 5
+        assert "tags" in _columns(parts / str(old.new_part))
+    finally:
+        con.close()
