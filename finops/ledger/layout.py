@@ -226,6 +226,13 @@ def sync_links(parts: Path) -> int:
     return linked
 
 
+def _prune_order(name: str) -> tuple[int, str]:
+    """Parts a compacted part may name go first, compacted parts oldest first: a part that
+    excludes another is never unlinked before it (a crash mid-way shows no row twice)."""
+    stamped = name.startswith(COMPACTED_PREFIX) and name[2:15].isdigit() and name[15:16] == "-"
+    return (1 if stamped else 0, name)
+
+
 def prune_links(parts: Path, *, clock: Callable[[], float] = time.time) -> int:
     """Unlink, from the link directory queries do not read now, the parts deleted from
     ``<parts>/``, once no query can still be reading that directory; returns how many.
@@ -243,7 +250,7 @@ def prune_links(parts: Path, *, clock: Callable[[], float] = time.time) -> int:
             continue
         if not window // 2 <= into <= window - max(1, window // 10):
             continue
-        for name in sorted(_names(parts / name_of_dir) - canonical):
+        for name in sorted(_names(parts / name_of_dir) - canonical, key=_prune_order):
             with contextlib.suppress(FileNotFoundError):
                 (parts / name_of_dir / name).unlink()
                 removed += 1
