@@ -10,6 +10,7 @@
         c-<epoch ms>-<id>.parquet   a compacted part; its Parquet key-value metadata
                                     ``finops_sources`` names the parts it replaces
         c-schema-<hash>.parquet     zero rows, every column: keeps the views bindable
+        v0/, v1/                    hard links to the parts: what the views read (below)
     finops.duckdb.spool/     the crash-safe spool segments (see finops.ledger.spool)
 
 The ``calls`` view reads every part and leaves out the parts that a compacted part names as
@@ -17,8 +18,9 @@ its sources. A compacted part takes effect ``ACTIVATION_MS`` after its publicati
 is in its name), for the rows and the replaced parts alike, so every query sees each row
 exactly once although DuckDB lists the directory once for the rows and once for the
 metadata. Parts
-that were compacted away are deleted only after a grace period, so that a query that listed
-them a moment earlier can still read them.
+that were compacted away are deleted only after a grace period, and leave the link directory
+a query reads only ``max_query_s`` after queries stopped reading it (see ``LINK_DIRS``), so
+that a query that listed them can always still open them, even a raw DuckDB reader's.
 
 Every part is written to ``<name>.tmp``, fsync-ed and renamed into place: a reader never
 sees a partial file, and a part either exists whole or not at all.
