@@ -22,9 +22,22 @@ SDK client can only be metered in place (Bedrock, below).
   the *same* model is returned (the original model is then metered too). These models also
   accept ``client=fo.wrap(boto3.client("bedrock-runtime"))`` directly.
 
+LlamaIndex LLMs keep their SDK clients in private attributes ``_client`` / ``_aclient``
+(``_async_client``): ``fo.wrap(llm)`` returns a copy holding wrapped ones.
+
+* ``llama-index-llms-anthropic`` ``Anthropic`` builds ``anthropic.Anthropic`` /
+  ``AsyncAnthropic`` (or the Bedrock / Vertex variants) in its constructor and takes no
+  client argument: wrapping the LLM is the seam.
+* ``llama-index-llms-bedrock-converse`` ``BedrockConverse`` takes ``client=`` (pass
+  ``fo.wrap(boto3.client("bedrock-runtime"))``); ``fo.wrap(llm)`` meters its own client in
+  place and returns the same LLM. Its async methods use that client in a thread unless
+  ``aioboto3`` is installed (then they use an aioboto3 session finops does not see).
+* ``llama-index-llms-openai`` creates its clients lazily; pass ``openai_client=`` /
+  ``async_openai_client=`` wrapped clients instead (``fo.wrap`` refuses an LLM holding no
+  client yet, saying so).
+
 Frameworks that accept a client (pydantic-ai's ``OpenAIProvider(openai_client=...)``, the
-OpenAI Agents SDK's ``set_default_openai_client``, LlamaIndex's ``openai_client=``) need
-nothing from this module.
+OpenAI Agents SDK's ``set_default_openai_client``) need nothing from this module.
 """
 
 from __future__ import annotations
@@ -33,7 +46,14 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["is_langchain_chat", "wrap_langchain"]
+__all__ = [
+    "is_framework_model",
+    "is_langchain_chat",
+    "is_llamaindex_llm",
+    "wrap_framework",
+    "wrap_langchain",
+    "wrap_llamaindex",
+]
 
 _PACKAGES = ("langchain_openai", "langchain_anthropic", "langchain_google_genai", "langchain_aws")
 
@@ -58,6 +78,64 @@ def is_langchain_chat(obj: object) -> bool:
     if package == "langchain_anthropic":
         return hasattr(type(obj), "_client") and hasattr(type(obj), "_async_client")
     return _client_field(obj) is not None
+
+
+def is_llamaindex_llm(obj: object) -> bool:
+    """Whether ``obj`` is a LlamaIndex LLM (``llama_index.llms.*``) with SDK clients in its
+    private ``_client`` / ``_aclient`` / ``_async_client`` attributes."""
+    if not type(obj).__module__.startswith("llama_index.llms."):
+        return False
+    private = getattr(obj, "__pydantic_private__", None)
+    return isinstance(private, dict) and "_client" in private
+
+
+def is_framework_model(obj: object) -> bool:
+    """Whether ``fo.wrap`` treats ``obj`` as a framework model (LangChain or LlamaIndex)."""
+    return is_langchain_chat(obj) or is_llamaindex_llm(obj)
+
+
+def wrap_framework(model: Any, wrap: Callable[[Any], Any]) -> Any:
+    """``wrap_langchain`` or ``wrap_llamaindex``, whichever ``model`` is."""
+    if is_llamaindex_llm(model):
+        return wrap_llamaindex(model, wrap)
+    return wrap_langchain(model, wrap)
+
+
+_LLAMA_CLIENTS = ("_client", "_aclient", "_async_client")
+
+
+def _sdk_client(client: object) -> bool:
+    from finops.intercept.bedrock import is_bedrock_client
+
+    root = type(client).__module__.split(".")[0]
+    return root in ("openai", "anthropic") or is_bedrock_client(client)
+
+
+def wrap_llamaindex(model: Any, wrap: Callable[[Any], Any]) -> Any:
+    """A copy of a LlamaIndex LLM whose SDK clients are wrapped by ``wrap`` (a Bedrock
+    client is metered in place and the same LLM returned)."""
+    from finops.intercept.bedrock import is_bedrock_client
+
+    private: dict[str, Any] = model.__pydantic_private__
+    found = {
+        name: private[name]
+        for name in _LLAMA_CLIENTS
+        if private.get(name) is not None and _sdk_client(private[name])
+    }
+    if not found:
+        raise TypeError(
+            f"finops cannot wrap {type(model).__qualname__}: it holds no openai, anthropic or "
+            "bedrock-runtime client yet; pass wrapped clients to its constructor instead "
+            "(e.g. openai_client=fo.wrap(openai.OpenAI()), or client=fo.wrap(boto3.client(...)))"
+        )
+    if all(is_bedrock_client(client) for client in found.values()):
+        for client in found.values():
+            wrap(client)  # in place: the LLM already calls this very client
+        return model
+    copy = model.model_copy()
+    for name, client in found.items():
+        setattr(copy, name, wrap(client))
+    return copy
 
 
 def _client_field(obj: object) -> Any:
