@@ -63,6 +63,10 @@ _ANTHROPIC_METHODS: tuple[tuple[str, str, str, str], ...] = (
     ("messages", "create", "messages", "call"),
     ("messages", "parse", "messages", "call"),
     ("messages", "stream", "messages", "deferred"),
+    # the beta resource (LangChain's ChatAnthropic calls it when ``betas=`` is set)
+    ("beta.messages", "create", "messages", "call"),
+    ("beta.messages", "parse", "messages", "call"),
+    ("beta.messages", "stream", "messages", "deferred"),
 )
 
 

@@ -85,6 +85,39 @@ def test_chat_anthropic_budget_refuses_before_the_network(
     assert devserver.requests == []
 
 
+def test_chat_anthropic_with_betas_runs_the_steps(ledger_path: Path, devserver: DevServer) -> None:
+    """With ``betas=`` ChatAnthropic calls ``_client.beta.messages``: wrapped too."""
+    lc = _need("langchain_anthropic")
+
+    def llm(fo: finops.FinOps) -> Any:
+        return fo.wrap(
+            lc.ChatAnthropic(
+                model="claude-sonnet-4-5",
+                api_key="k",
+                base_url=devserver.anthropic_base_url,
+                max_retries=0,
+                betas=["context-1m-2025-08-07"],
+                # langchain-anthropic keeps one async httpx client per (base_url, timeout) for
+                # the whole process (lru_cache); its pool is bound to the event loop of an
+                # earlier test's asyncio.run, with or without finops: a timeout of its own
+                default_request_timeout=31.0,
+            )
+        )
+
+    with (
+        finops.FinOps(ledger=ledger_path, budgets=[_tiny()]) as fo,
+        pytest.raises(finops.BudgetExceeded),
+    ):
+        llm(fo).invoke("hello " * 40)
+    assert devserver.requests == []
+    with finops.FinOps(ledger=ledger_path.with_name("b.duckdb")) as fo:
+        with finops.tags(team="search"):
+            _run_all(llm(fo))
+        got = rows(fo)
+    _check_four(got, "anthropic", "messages")
+    assert all(r.headers.get("anthropic-beta") for r in devserver.requests)
+
+
 # -- langchain-google-genai ------------------------------------------------------------------
 
 
