@@ -1,6 +1,5 @@
 """Bedrock through boto3: one ledger row per botocore retry attempt (real botocore retries
-against the DevServer's AWS-shaped ThrottlingException / 5xx replies and a dropped
-connection)."""
+against the DevServer's AWS-shaped ThrottlingException / 5xx replies and a read timeout)."""
 
 from __future__ import annotations
 
@@ -121,16 +120,28 @@ def test_retries_exhausted_record_every_attempt(ledger_path: Path, devserver: De
     assert got[0]["call_id"] == got[1]["call_id"] != got[2]["call_id"]
 
 
-def test_dropped_connection_then_success(ledger_path: Path, devserver: DevServer) -> None:
-    devserver.inject(Fault.drop_stream())  # half the JSON body, then the connection is cut
+def test_timed_out_attempt_then_success(ledger_path: Path, devserver: DevServer) -> None:
+    from botocore.config import Config
+
+    devserver.inject(Fault.slow(2.0))  # the first reply comes after the client gave up
+    raw = boto3.client(
+        "bedrock-runtime",
+        endpoint_url=devserver.url,
+        region_name="us-east-1",
+        aws_access_key_id="AKIDEXAMPLE",
+        aws_secret_access_key="secret",
+        config=Config(read_timeout=0.5, retries={"mode": "standard", "max_attempts": 1}),
+    )
     with finops.FinOps(ledger=ledger_path) as fo:
-        client = fo.wrap(_client(devserver, mode="standard", max_attempts=1))
+        client = fo.wrap(raw)
         client.converse(modelId=SONNET, messages=MSG)
         first, second = rows(fo)
     assert (first["attempt"], first["status"], first["http_status"]) == (1, "error", None)
-    assert first["error_type"] == "ConnectionClosedError" and first["cost_total"] is None
+    assert first["error_type"] == "ReadTimeoutError" and first["cost_total"] is None
+    assert first["latency_ms"] >= 400  # type: ignore[operator]
     assert (second["attempt"], second["status"]) == (2, "ok")
     assert second["cost_total"] > 0  # type: ignore[operator]
+    assert first["call_id"] == second["call_id"]
 
 
 def test_budget_counts_only_the_billed_attempt(ledger_path: Path, devserver: DevServer) -> None:
