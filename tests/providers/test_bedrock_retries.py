@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 import finops
-from finops.devserver import DevServer, Fault
+from finops.devserver import DevServer, Fault, bedrock_client
 from finops_testing import rows
 
-boto3 = pytest.importorskip("boto3")
+pytest.importorskip("boto3")
 
 SONNET = "us.anthropic.claude-sonnet-4-20250514-v1:0"
 MSG = [{"role": "user", "content": [{"text": "What does a ledger do?"}]}]
@@ -22,14 +22,9 @@ MSG = [{"role": "user", "content": [{"text": "What does a ledger do?"}]}]
 def _client(server: DevServer, **retries: Any) -> Any:
     from botocore.config import Config
 
-    return boto3.client(
-        "bedrock-runtime",
-        endpoint_url=server.url,
-        region_name="us-east-1",
-        aws_access_key_id="AKIDEXAMPLE",
-        aws_secret_access_key="secret",
-        config=Config(retries=retries) if retries else None,
-    )
+    if not retries:
+        return bedrock_client(server.url)  # boto3's default retry mode (legacy)
+    return bedrock_client(server.url, config=Config(retries=retries))
 
 
 def _attempts(got: list[dict[str, object]]) -> list[tuple[object, ...]]:
@@ -124,12 +119,8 @@ def test_timed_out_attempt_then_success(ledger_path: Path, devserver: DevServer)
     from botocore.config import Config
 
     devserver.inject(Fault.slow(2.0))  # the first reply comes after the client gave up
-    raw = boto3.client(
-        "bedrock-runtime",
-        endpoint_url=devserver.url,
-        region_name="us-east-1",
-        aws_access_key_id="AKIDEXAMPLE",
-        aws_secret_access_key="secret",
+    raw = bedrock_client(
+        devserver.url,
         config=Config(read_timeout=0.5, retries={"mode": "standard", "max_attempts": 1}),
     )
     with finops.FinOps(ledger=ledger_path) as fo:
