@@ -226,12 +226,19 @@ class Meter:
         *,
         error: str | None = None,
         message: str | None = None,
+        end: bool = True,
     ) -> None:
         """Record one attempt whose usage the caller already read (boto3's Bedrock events),
-        off the caller's thread when possible, then end the call."""
+        off the caller's thread when possible, then end the call (``end=False``: an attempt
+        that will be retried, recorded now; the call goes on)."""
         key = (call.price_provider, call.requested_model, call.endpoint)
         attempt = call.next_attempt()
         row_id = new_id()
+        if not end:
+            self._usage_row_now(
+                call, row_id, attempt, ts, elapsed, status, http_status, usage, error, message
+            )
+            return
         deferred = self.deferred
         if deferred is not None and status == "ok" and usage is not None and key in self._seen:
             try:
