@@ -148,8 +148,9 @@ class Meter:
     def defer(self, directory: Path, *, replay_now: bool = True) -> Deferred:
         """Build rows off the caller's thread from now on (see :mod:`finops.metering.deferred`).
 
-        Only for a pipeline with no ``on_row``/``after`` steps (their hooks expect the priced
-        row on the caller's thread). ``directory``: the pending journal (inside the ledger's
+        Only for a pipeline with no ``after`` steps (a budget settle or a cache store reads
+        the priced rows when the call returns); ``on_row`` hooks run on the builder thread,
+        on the row being built. ``directory``: the pending journal (inside the ledger's
         spool directory). With ``replay_now``, journals left by dead processes are replayed
         before this returns.
         """
