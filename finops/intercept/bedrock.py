@@ -341,9 +341,10 @@ class _Metering:
                 raw = parsed.get("usage") if isinstance(parsed, Mapping) else None
                 usage = converse_usage(raw) if isinstance(raw, Mapping) else None
                 error, message = "retried", None
-            self.meter.finish_usage(
-                call, ts, elapsed, "error", code, usage, error=error, message=message, end=False
-            )
+            from finops.metering.rows import UsageResult
+
+            result = UsageResult(ts, elapsed, "error", code, usage, error=error, message=message)
+            self.meter.finish_usage(call, result, end=False)
         except Exception as exc:  # metering must never break the call
             import warnings
 
@@ -385,9 +386,19 @@ class _Metering:
         error: str | None = None,
         message: str | None = None,
     ) -> None:
+        from finops.metering.rows import UsageResult
+
         self.meter.finish_usage(
-            call, ts, time.perf_counter() - t0, status, http_status, usage,
-            error=error, message=message,
+            call,
+            UsageResult(
+                ts=ts,
+                elapsed=time.perf_counter() - t0,
+                status=status,
+                http_status=http_status,
+                usage=usage,
+                error=error,
+                message=message,
+            ),
         )
 
 
@@ -467,11 +478,15 @@ class _WatchedStream:
             self._end(status)
 
     def _watch(self, event: Mapping[str, Any]) -> None:
-        meta = event.get("metadata")
-        if isinstance(meta, Mapping) and isinstance(meta.get("usage"), Mapping):
-            self._usage = converse_usage(meta["usage"])  # ConverseStream
+        # one dict lookup for an ordinary event (each names its one kind: contentBlockDelta...)
+        if "metadata" in event:
+            meta = event["metadata"]
+            if isinstance(meta, Mapping) and isinstance(meta.get("usage"), Mapping):
+                self._usage = converse_usage(meta["usage"])  # ConverseStream
             return
-        chunk = event.get("chunk")  # InvokeModelWithResponseStream: the last chunk's metrics
+        if "chunk" not in event:
+            return
+        chunk = event["chunk"]  # InvokeModelWithResponseStream: the last chunk's metrics
         raw = chunk.get("bytes") if isinstance(chunk, Mapping) else None
         if isinstance(raw, bytes) and b"amazon-bedrock-invocationMetrics" in raw:
             try:
