@@ -12,9 +12,9 @@ Heavy parts load on first use (``import finops`` must stay cheap), see ``__getat
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from finops._lazy import lazy_attributes
 from finops.context import current_tags, tags
 from finops.errors import (
     BudgetBackendUnavailable,
@@ -76,17 +76,7 @@ if TYPE_CHECKING:
     from finops.tokens import Estimate, count_tokens
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'finops' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes('finops', _LAZY, globals())
 
 
 __all__ = [

@@ -13,8 +13,9 @@ expiry, seeding from the ledger and the failure policy.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from finops._lazy import lazy_attributes
 
 # name -> module that defines it, imported on first use: the call path imports
 # ``finops.budgets.call_cap`` for every FinOps, which must not load the budget manager,
@@ -38,17 +39,7 @@ if TYPE_CHECKING:
     from finops.budgets.store import BudgetStore, MemoryStore
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'finops.budgets' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes('finops.budgets', _LAZY, globals())
 
 
 __all__ = [

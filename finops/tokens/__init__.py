@@ -17,8 +17,9 @@ Every :class:`Estimate` says whether it is exact, its relative error bound and i
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from finops._lazy import lazy_attributes
 
 # name -> module that defines it, imported on first use: the call path imports
 # ``finops.tokens.step`` for every FinOps, which must not load the estimators (and their
@@ -56,17 +57,7 @@ if TYPE_CHECKING:
     from finops.tokens.models import ModelFamily, family_for
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'finops.tokens' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_attributes('finops.tokens', _LAZY, globals())
 
 
 __all__ = [
