@@ -381,9 +381,18 @@ def read_request(wire: str, endpoint: str, kwargs: Mapping[str, Any]) -> Convers
     if CALLER_ENDPOINTS.get(wire) != endpoint:
         raise CannotTranslate(f"endpoint:{endpoint}")
     if wire == "google":
-        return _read_gemini(kwargs)
-    if wire == "aws":
-        return _read_converse(kwargs)
+        conv = _read_gemini(kwargs)
+    elif wire == "aws":
+        conv = _read_converse(kwargs)
+    else:
+        conv = _read_chat(wire, kwargs)
+    if not conv.turns or conv.turns[-1][0] != "user":
+        raise CannotTranslate("last_turn_not_user")
+    return conv
+
+
+def _read_chat(wire: str, kwargs: Mapping[str, Any]) -> Conversation:
+    """OpenAI chat / Anthropic messages keyword arguments as a :class:`Conversation`."""
     keep, drop, refuse = (
         (_OPENAI_KEEP, _OPENAI_DROP, _OPENAI_REFUSE)
         if wire == "openai"
@@ -404,8 +413,6 @@ def read_request(wire: str, endpoint: str, kwargs: Mapping[str, Any]) -> Convers
     conv.temperature = _number(kwargs.get("temperature"))
     conv.top_p = _number(kwargs.get("top_p"))
     conv.stream = kwargs.get("stream") is True
-    if not conv.turns or conv.turns[-1][0] != "user":
-        raise CannotTranslate("last_turn_not_user")
     return conv
 
 
@@ -488,19 +495,15 @@ def _read_converse(kwargs: Mapping[str, Any]) -> Conversation:
         turns.append((str(message["role"]), _converse_text(message.get("content"))))
     system = kwargs.get("system")
     inference = kwargs.get("inferenceConfig") or {}
-    temperature, top_p = inference.get("temperature"), inference.get("topP")
-    conv = Conversation(
+    return Conversation(
         turns=turns,
         system=_converse_text(system) if system else None,
         max_tokens=_limit(inference.get("maxTokens")),
-        temperature=None if temperature is None else float(temperature),
-        top_p=None if top_p is None else float(top_p),
+        temperature=_number(inference.get("temperature")),
+        top_p=_number(inference.get("topP")),
         stop=_stop_list(inference.get("stopSequences")),
         dropped=dropped,
     )
-    if not conv.turns or conv.turns[-1][0] != "user":
-        raise CannotTranslate("last_turn_not_user")
-    return conv
 
 
 def _snake(name: str) -> str:
@@ -586,19 +589,15 @@ def _read_gemini(kwargs: Mapping[str, Any]) -> Conversation:
             if isinstance(system, Mapping)
             else _gemini_text(system)
         )
-    temperature, top_p = values.get("temperature"), values.get("top_p")
-    conv = Conversation(
+    return Conversation(
         turns=turns,
         system=system,
         max_tokens=_limit(values.get("max_output_tokens")),
-        temperature=None if temperature is None else float(temperature),
-        top_p=None if top_p is None else float(top_p),
+        temperature=_number(values.get("temperature")),
+        top_p=_number(values.get("top_p")),
         stop=_stop_list(values.get("stop_sequences")),
         dropped=dropped,
     )
-    if not conv.turns or conv.turns[-1][0] != "user":
-        raise CannotTranslate("last_turn_not_user")
-    return conv
 
 
 # -- Conversation -> the target's request --------------------------------------------------
