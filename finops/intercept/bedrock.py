@@ -116,37 +116,21 @@ def wrap_bedrock(client: C, *, meter: Meter, pipeline: Pipeline, hosts: HostMap 
     hook = meter.hook(_WIRE, api_url=url or None, price_provider=route.label, host=route)
     meter_ = _Metering(meter, pipeline, hook)
     events = meta.events
+    hooks = (
+        ("before-parameter-build", "before", meter_.before),
+        ("after-call", "after", meter_.after),
+        ("after-call-error", "error", meter_.failed),
+        ("before-send", "send", meter_.send),
+        ("response-received", "received", meter_.received),
+        ("request-created", "created", meter_.retrying),
+    )
     for operation in _OPERATIONS:
-        events.register(
-            f"before-parameter-build.bedrock-runtime.{operation}",
-            meter_.before,
-            unique_id=f"finops-before-{operation}",
-        )
-        events.register(
-            f"after-call.bedrock-runtime.{operation}",
-            meter_.after,
-            unique_id=f"finops-after-{operation}",
-        )
-        events.register(
-            f"after-call-error.bedrock-runtime.{operation}",
-            meter_.failed,
-            unique_id=f"finops-error-{operation}",
-        )
-        events.register(
-            f"before-send.bedrock-runtime.{operation}",
-            meter_.send,
-            unique_id=f"finops-send-{operation}",
-        )
-        events.register(
-            f"response-received.bedrock-runtime.{operation}",
-            meter_.received,
-            unique_id=f"finops-received-{operation}",
-        )
-        events.register(
-            f"request-created.bedrock-runtime.{operation}",
-            meter_.retrying,
-            unique_id=f"finops-created-{operation}",
-        )
+        for event, name, handler in hooks:
+            events.register(
+                f"{event}.bedrock-runtime.{operation}",
+                handler,
+                unique_id=f"finops-{name}-{operation}",
+            )
     meta._finops_metered = True
     return client
 
