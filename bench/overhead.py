@@ -191,7 +191,19 @@ def _other_providers(
             modelId="us.amazon.nova-lite-v1:0", messages=msgs, inferenceConfig={"maxTokens": 16}
         )
 
+    def converse_stream(c: object) -> Callable[[], object]:
+        def run() -> object:
+            reply = c.converse_stream(  # type: ignore[attr-defined]
+                modelId="us.amazon.nova-lite-v1:0",
+                messages=msgs,
+                inferenceConfig={"maxTokens": 16},
+            )
+            return list(reply["stream"])
+
+        return run
+
     out["bedrock_converse"] = (converse(b_raw), converse(b_fo))
+    out["bedrock_converse_stream"] = (converse_stream(b_raw), converse_stream(b_fo))
     return out
 
 
@@ -367,7 +379,13 @@ def main() -> None:
         print(f"added_latency_median_{name}: {med:.0f} us (target: 100 us){beside}")
         beside = f" (litellm: {lite[name][1]:.0f} us)" if lite is not None else ""
         print(f"added_latency_p99_{name}: {p99:.0f} us (target: 500 us){beside}")
-    for name in ("stream_same_wire", "gemini_non_stream", "gemini_stream", "bedrock_converse"):
+    for name in (
+        "stream_same_wire",
+        "gemini_non_stream",
+        "gemini_stream",
+        "bedrock_converse",
+        "bedrock_converse_stream",
+    ):
         if name in results:
             med, p99 = results[name]
             print(f"added_latency_median_{name}: {med:.0f} us (target: 100 us)")

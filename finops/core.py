@@ -171,7 +171,7 @@ class FinOps:
             on_call_end=self._pipeline.after,
         )
         self._meter.hosts = self._hosts
-        if not self._pipeline.response_hooks and hasattr(self.ledger, "add_flush_hook"):
+        if not self._pipeline.after_hooks and hasattr(self.ledger, "add_flush_hook"):
             # No step needs the priced row on the caller's thread: build rows off it.
             from finops.metering.deferred import PENDING_DIR
 

@@ -23,7 +23,7 @@ from finops.devserver import _synth as s
 from finops.devserver._reply import Reply, dumps
 from finops.providers.bedrock import encode_event
 
-__all__ = ["EVENTSTREAM", "encode_event", "handles", "reply"]
+__all__ = ["EVENTSTREAM", "encode_event", "error", "handles", "reply"]
 
 EVENTSTREAM = "application/vnd.amazon.eventstream"
 _SUFFIXES = ("/converse", "/converse-stream", "/invoke", "/invoke-with-response-stream")
@@ -44,8 +44,31 @@ def _text(value: Any) -> str:
     return ""
 
 
+#: Bedrock runtime's error codes by HTTP status (``x-amzn-errortype``; botocore reads the
+#: code from that header and retries ``ThrottlingException`` and 5xx replies).
+_ERROR_CODES = {
+    400: "ValidationException",
+    403: "AccessDeniedException",
+    404: "ResourceNotFoundException",
+    408: "ModelTimeoutException",
+    424: "ModelErrorException",
+    429: "ThrottlingException",
+    500: "InternalServerException",
+    503: "ServiceUnavailableException",
+}
+
+
+def error(status: int, message: str, code: str | None = None) -> Reply:
+    """A Bedrock runtime error reply: ``{"message": ...}`` and the ``x-amzn-errortype``
+    header (``code``, or the usual one for ``status``: 429 is a ``ThrottlingException``)."""
+    kind = code or _ERROR_CODES.get(
+        status, "InternalServerException" if status >= 500 else "ValidationException"
+    )
+    return Reply(status, {"message": message}, headers={"x-amzn-errortype": kind})
+
+
 def _error(status: int, message: str) -> Reply:
-    return Reply(status, {"message": message}, headers={"x-amzn-errortype": "ValidationException"})
+    return error(status, message, "ValidationException")
 
 
 def reply(path: str, body: Mapping[str, Any], override: dict[str, Any] | None) -> Reply:

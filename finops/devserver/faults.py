@@ -36,7 +36,9 @@ class Fault:
         retry_after: float | None = None,
         retry_after_ms: float | None = None,
     ) -> Fault:
-        """An HTTP error reply in the provider's error format (429, 500, 529...).
+        """An HTTP error reply in the provider's error format (429, 500, 529...). On the
+        Bedrock paths it is AWS's: ``{"message"}`` and an ``x-amzn-errortype`` header (429 a
+        ``ThrottlingException``, 503 ``ServiceUnavailableException``, ...).
 
         ``retry_after`` sets the ``retry-after`` header (seconds, may be fractional: the SDKs
         accept that), ``retry_after_ms`` the ``retry-after-ms`` header (the SDKs prefer it).

@@ -198,7 +198,9 @@ class _Handler(BaseHTTPRequestHandler):
             if fault.kind == "slow":
                 time.sleep(fault.delay)
             elif fault.kind == "status":
-                self._write_json(self._status_reply(fault, is_anthropic), None)
+                self._write_json(
+                    self._status_reply(fault, is_anthropic, bedrock=_bedrock.handles(path)), None
+                )
                 return
             elif fault.kind == "garbage":
                 self._head(200, "application/json", {})
@@ -233,15 +235,16 @@ class _Handler(BaseHTTPRequestHandler):
             )
 
     @staticmethod
-    def _status_reply(fault: Fault, is_anthropic: bool) -> Reply:
+    def _status_reply(fault: Fault, is_anthropic: bool, *, bedrock: bool = False) -> Reply:
         code = fault.status_code
         kind = _ERROR_KINDS.get(code, "api_error")
         message = f"injected fault: HTTP {code}"
-        reply = (
-            anthropic_error(code, message, kind)
-            if is_anthropic
-            else openai_error(code, message, kind)
-        )
+        if bedrock:  # AWS's shape: 429 is a ThrottlingException, which botocore retries
+            reply = _bedrock.error(code, message)
+        elif is_anthropic:
+            reply = anthropic_error(code, message, kind)
+        else:
+            reply = openai_error(code, message, kind)
         if fault.retry_after is not None:
             reply.headers["retry-after"] = f"{fault.retry_after:g}"
         if fault.retry_after_ms is not None:

@@ -12,6 +12,15 @@ other clients of the same session are not affected) and returns the same object:
   ``ConverseStream`` — from the final ``metadata`` event, by handing the caller the SDK's
   event stream wrapped in a watcher that yields the very same events;
 * ``after-call-error.bedrock-runtime.<Operation>`` records a failed call;
+* ``response-received`` / ``request-created.bedrock-runtime.<Operation>``: one row per HTTP
+  attempt, as the OpenAI and Anthropic transports write. botocore retries below the SDK call
+  (a ``ThrottlingException``, a 5xx, a dropped connection); ``response-received`` fires after
+  each attempt and notes its outcome in the request context, and ``request-created`` fires
+  when botocore builds the next attempt — so a noted outcome seen there is an attempt that
+  was retried: it becomes its own row (``status="error"``, its HTTP status,
+  ``error_type="http_429"`` or the exception's class, the AWS error code in
+  ``error_message``, no usage, no cost) under the same ``call_id``, ``attempt`` 1, 2, ...
+  The last attempt's row is written by ``after-call`` / ``after-call-error`` as before;
 * ``before-send.bedrock-runtime.<Operation>`` answers a request a step served (a cache hit)
   with an ``AWSResponse`` built from the stored bytes — botocore's documented short-circuit:
   the first non-None response of a ``before-send`` handler is used instead of sending. So
@@ -25,7 +34,7 @@ InvokeModel's body and its ``x-amzn-bedrock-*`` headers, and for ConverseStream 
 the caller iterated, assembled into the Converse JSON (a stream hit gets them back as AWS
 event-stream frames). InvokeModelWithResponseStream is not cached.
 
-One row per SDK call (botocore retries below these hooks; the row's latency covers them).
+Each row's ``ts_start`` and latency are its own attempt's (the first from the SDK call).
 """
 
 from __future__ import annotations
@@ -60,6 +69,8 @@ C = TypeVar("C")
 
 _WIRE = "aws"
 _KEY = "finops_call"
+_PENDING = "finops_attempt"  # the outcome of the attempt just received, until it is known
+# whether botocore retries it
 #: Request members copied into the call's view verbatim (the cache key, routing).
 _PASSTHROUGH = (
     "inferenceConfig",
@@ -125,6 +136,16 @@ def wrap_bedrock(client: C, *, meter: Meter, pipeline: Pipeline, hosts: HostMap 
             f"before-send.bedrock-runtime.{operation}",
             meter_.send,
             unique_id=f"finops-send-{operation}",
+        )
+        events.register(
+            f"response-received.bedrock-runtime.{operation}",
+            meter_.received,
+            unique_id=f"finops-received-{operation}",
+        )
+        events.register(
+            f"request-created.bedrock-runtime.{operation}",
+            meter_.retrying,
+            unique_id=f"finops-created-{operation}",
         )
     meta._finops_metered = True
     return client
@@ -229,13 +250,17 @@ class _Metering:
         **_: Any,
     ) -> None:
         started = context.pop(_KEY, None)
+        context.pop(_PENDING, None)
         if started is None:
             return
         call, t0, ts = started
         try:
             status = int(getattr(http_response, "status_code", 200))
             if status >= 400:
-                self._finish(call, t0, ts, "error", status, None, error=f"http_{status}")
+                self._finish(
+                    call, t0, ts, "error", status, None, error=f"http_{status}",
+                    message=_aws_error(parsed),
+                )
             elif model.name == "ConverseStream" and parsed.get("stream") is not None:
                 parsed["stream"] = _WatchedStream(
                     parsed["stream"], self, call, t0, ts, keep=call.capture and not call.served
@@ -271,7 +296,67 @@ class _Metering:
                 f"finops: Bedrock metering failed: {exc!r}", MeteringWarning, stacklevel=2
             )
 
+    def received(
+        self,
+        context: dict[str, Any],
+        exception: BaseException | None = None,
+        response_dict: Mapping[str, Any] | None = None,
+        parsed_response: Mapping[str, Any] | None = None,
+        **_: Any,
+    ) -> None:
+        """``response-received``: note one attempt's outcome (a row only if it is retried)."""
+        started = context.get(_KEY)
+        if started is None:
+            return
+        try:
+            elapsed = time.perf_counter() - started[1]
+            if response_dict is not None:
+                code = int(response_dict.get("status_code") or 0) or None
+                context[_PENDING] = (code, parsed_response, None, elapsed)
+            else:
+                context[_PENDING] = (None, None, exception, elapsed)
+        except Exception:  # metering must never break the call
+            context.pop(_PENDING, None)
+
+    def retrying(self, request: Any, **_: Any) -> None:
+        """``request-created``: botocore builds an attempt. After a noted outcome this is a
+        retry: the previous attempt becomes its own row and the new attempt's clock starts."""
+        context = getattr(request, "context", None)
+        if not isinstance(context, dict) or _PENDING not in context:
+            return
+        pending = context.pop(_PENDING)
+        started = context.get(_KEY)
+        if started is None:
+            return
+        call, _t0, ts = started
+        try:
+            code, parsed, exc, elapsed = pending
+            usage: Usage | None = None
+            message: str | None
+            if exc is not None:
+                error, message = type(exc).__name__, str(exc)
+            elif code is not None and code >= 400:
+                error, message = f"http_{code}", _aws_error(parsed)
+            else:  # a 2xx answer botocore chose to retry: what it used is still billed
+                raw = parsed.get("usage") if isinstance(parsed, Mapping) else None
+                usage = converse_usage(raw) if isinstance(raw, Mapping) else None
+                error, message = "retried", None
+            from finops.metering.rows import UsageResult
+
+            result = UsageResult(ts, elapsed, "error", code, usage, error=error, message=message)
+            self.meter.finish_usage(call, result, end=False)
+        except Exception as exc:  # metering must never break the call
+            import warnings
+
+            from finops.errors import MeteringWarning
+
+            warnings.warn(
+                f"finops: Bedrock metering failed: {exc!r}", MeteringWarning, stacklevel=2
+            )
+        context[_KEY] = (call, time.perf_counter(), self.meter.clock())
+
     def failed(self, exception: BaseException, context: dict[str, Any], **_: Any) -> None:
+        context.pop(_PENDING, None)
         started = context.pop(_KEY, None)
         if started is None:
             return
@@ -301,10 +386,30 @@ class _Metering:
         error: str | None = None,
         message: str | None = None,
     ) -> None:
+        from finops.metering.rows import UsageResult
+
         self.meter.finish_usage(
-            call, ts, time.perf_counter() - t0, status, http_status, usage,
-            error=error, message=message,
+            call,
+            UsageResult(
+                ts=ts,
+                elapsed=time.perf_counter() - t0,
+                status=status,
+                http_status=http_status,
+                usage=usage,
+                error=error,
+                message=message,
+            ),
         )
+
+
+def _aws_error(parsed: Mapping[str, Any] | None) -> str | None:
+    """``"ThrottlingException: Too many requests"`` from botocore's parsed error reply."""
+    info = parsed.get("Error") if isinstance(parsed, Mapping) else None
+    if not isinstance(info, Mapping):
+        return None
+    code, text = info.get("Code"), info.get("Message")
+    joined = ": ".join(str(part) for part in (code, text) if part)
+    return joined or None
 
 
 def _keep(call: Call, data: bytes | None, headers: Mapping[str, str] | None) -> None:
@@ -373,11 +478,15 @@ class _WatchedStream:
             self._end(status)
 
     def _watch(self, event: Mapping[str, Any]) -> None:
-        meta = event.get("metadata")
-        if isinstance(meta, Mapping) and isinstance(meta.get("usage"), Mapping):
-            self._usage = converse_usage(meta["usage"])  # ConverseStream
+        # one dict lookup for an ordinary event (each names its one kind: contentBlockDelta...)
+        if "metadata" in event:
+            meta = event["metadata"]
+            if isinstance(meta, Mapping) and isinstance(meta.get("usage"), Mapping):
+                self._usage = converse_usage(meta["usage"])  # ConverseStream
             return
-        chunk = event.get("chunk")  # InvokeModelWithResponseStream: the last chunk's metrics
+        if "chunk" not in event:
+            return
+        chunk = event["chunk"]  # InvokeModelWithResponseStream: the last chunk's metrics
         raw = chunk.get("bytes") if isinstance(chunk, Mapping) else None
         if isinstance(raw, bytes) and b"amazon-bedrock-invocationMetrics" in raw:
             try:

@@ -31,7 +31,7 @@ import httpx2
 
 from finops.intercept.bedrock import is_bedrock_client, wrap_bedrock
 from finops.intercept.calls import HEADER, Call
-from finops.intercept.frameworks import is_langchain_chat, wrap_langchain
+from finops.intercept.frameworks import is_framework_model, wrap_framework
 from finops.intercept.google import is_genai_client, wrap_genai
 from finops.intercept.pool import AsyncPoolTransport, PoolTransport
 from finops.intercept.transport import AsyncMeteringTransport, MeteringTransport
@@ -63,6 +63,10 @@ _ANTHROPIC_METHODS: tuple[tuple[str, str, str, str], ...] = (
     ("messages", "create", "messages", "call"),
     ("messages", "parse", "messages", "call"),
     ("messages", "stream", "messages", "deferred"),
+    # the beta resource (LangChain's ChatAnthropic calls it when ``betas=`` is set)
+    ("beta.messages", "create", "messages", "call"),
+    ("beta.messages", "parse", "messages", "call"),
+    ("beta.messages", "stream", "messages", "deferred"),
 )
 
 
@@ -83,8 +87,8 @@ def wrap_client(client: C, *, meter: Meter, pipeline: Pipeline, hosts: HostMap |
     HTTP attempt into a ledger row; ``hosts`` says which provider serves the client's
     ``base_url`` (default: the shipped host map, ``finops/providers/hosts.py``).
     """
-    if is_langchain_chat(client):
-        return wrap_langchain(  # type: ignore[no-any-return]
+    if is_framework_model(client):  # LangChain / LlamaIndex models holding SDK clients
+        return wrap_framework(  # type: ignore[no-any-return]
             client, lambda c: wrap_client(c, meter=meter, pipeline=pipeline, hosts=hosts)
         )
     if is_genai_client(client):

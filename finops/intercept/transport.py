@@ -20,7 +20,7 @@ from typing import Protocol
 import httpx2
 
 from finops.pipeline.call import Served
-from finops.providers.base import StreamWatcher
+from finops.providers.base import StreamWatcher, watch_body
 
 __all__ = ["AsyncMeteringTransport", "Attempt", "AttemptHook", "MeteringTransport"]
 
@@ -66,14 +66,24 @@ class AttemptHook(Protocol):
 
 
 class _Watch:
-    """The byte-level work shared by the sync and async streams.
+    """The byte-level work shared by the sync and async streams: a tee.
 
-    JSON bodies are collected and passed through unchanged. SSE bodies are split into whole
-    events; each one is shown to the watcher, which may drop it (the injected usage chunk).
+    Every body is kept as the chunks that arrived (a list append per chunk) and handed to
+    the SDK unchanged; what it says (usage, model, status) is read once, at the end, from
+    the whole body (:func:`finops.providers.base.watch_body`), so a streamed event costs
+    nothing in Python on its way to the SDK.
+
+    The one exception is an event finops must hide (the usage chunk it asked for and the
+    application did not): the watcher names byte markers (``drop_markers``) that every
+    such event contains, and decides with ``keep(event)``. While each chunk arrives as
+    whole events (it ends at a blank line; the usual case, one event per chunk), a chunk
+    without a marker passes as it is, and only a chunk with one is split into events for
+    ``keep``. A stream whose chunks cut events (or use ``\\r`` line ends) is framed event
+    by event from that chunk on, as before, so an event to hide is never half-sent.
     """
 
     __slots__ = (
-        "_attempt", "_body", "_buffer", "_done", "_feed_bytes", "_on_event", "_raw",
+        "_attempt", "_buffer", "_chunks", "_done", "_framing", "_keep", "_markers",
         "_response", "_watcher",
     )
 
@@ -81,35 +91,26 @@ class _Watch:
         self._attempt = attempt
         self._response = response
         self._watcher = watcher = attempt.watcher(response)
-        self._body: list[bytes] = []
-        self._raw: list[bytes] | None = [] if watcher is not None and attempt.capture else None
+        self._chunks: list[bytes] = []
+        self._keep = keep = getattr(watcher, "keep", None)
+        markers = getattr(watcher, "drop_markers", ()) if keep is not None else ()
+        self._markers: tuple[bytes, ...] = tuple(markers)
+        self._framing = False  # framing every event (a stream whose chunks cut events)
         self._buffer = b""
         self._done = False
-        # a binary-framed stream (AWS event stream) is fed its bytes as they are
-        self._feed_bytes = getattr(watcher, "feed_bytes", None)
-        self._on_event = watcher.on_event if watcher is not None else None
 
     def feed(self, chunk: bytes) -> bytes:
-        on_event = self._on_event
-        if on_event is None:
-            self._body.append(chunk)
+        self._chunks.append(chunk)
+        markers = self._markers
+        if not markers or not chunk:
             return chunk
-        if self._raw is not None:
-            self._raw.append(chunk)
-        if self._feed_bytes is not None:
-            with contextlib.suppress(Exception):
-                self._feed_bytes(chunk)
-            return chunk
-        if (
-            not self._buffer
-            and chunk.find(b"\n\n") == len(chunk) - 2
-            and b"\r" not in chunk
-        ):  # the usual chunk: exactly one whole event (no parsing or copying here)
-            try:
-                keep = on_event(chunk[:-2])
-            except Exception:  # a garbled event is the SDK's business; metering goes on
-                keep = True
-            return chunk if keep else b""
+        if not self._framing:
+            if chunk.endswith(b"\n\n") and b"\r" not in chunk:  # whole events
+                for marker in markers:
+                    if marker in chunk:
+                        return self._events(chunk)
+                return chunk
+            self._framing = True  # from here on, every event is framed before it passes
         buffer = self._buffer + chunk
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
@@ -121,14 +122,16 @@ class _Watch:
         return self._events(complete)
 
     def _events(self, complete: bytes) -> bytes:
-        assert self._watcher is not None
+        """Whole events, less those the watcher's ``keep`` refuses."""
+        assert self._keep is not None
         kept: list[bytes] = []
         dropped = False
+        decide = self._keep
         for block in complete.split(b"\n\n"):
             if not block:
                 continue
             try:
-                keep = self._watcher.on_event(block)
+                keep = decide(block)
             except Exception:  # a garbled event is the SDK's business; metering goes on
                 keep = True
             if keep:
@@ -145,27 +148,33 @@ class _Watch:
         An SSE event is dispatched only at a blank line, so the SDK drops an unterminated
         event (e.g. a stream cut mid-event). The bytes go to the SDK unchanged, never
         completed with a terminator: the wrapped client must end exactly as the raw one.
-        The watcher may still read the partial event (a usage chunk cut before its blank
-        line was billed all the same); a garbled one is ignored.
         """
         rest, self._buffer = self._buffer, b""
-        if self._watcher is not None and rest.strip():
-            # a cut event is usually not valid JSON: nothing to learn from it then
-            with contextlib.suppress(Exception):
-                self._watcher.on_event(rest.rstrip(b"\n"))
         return rest
+
+    def _watched(self, body: bytes) -> StreamWatcher | None:
+        """The watcher, having read the whole stream (``body``: the bytes as received)."""
+        watcher = self._watcher
+        if watcher is None:
+            return None
+        with contextlib.suppress(Exception):  # garbled bytes are the SDK's business
+            watch_body(watcher, body)
+        return watcher
 
     def end(self, outcome: str, error: BaseException | None = None) -> None:
         if self._done:
             return
         self._done = True
+        chunks = self._chunks
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        watcher = self._watched(body) if self._watcher is not None else None
         self._attempt.finish(
             response=self._response,
-            body=b"".join(self._body) if self._watcher is None else None,
-            watcher=self._watcher,
+            body=body if watcher is None else None,
+            watcher=watcher,
             outcome=outcome,
             error=error,
-            raw=b"".join(self._raw) if self._raw is not None else None,
+            raw=body if watcher is not None and self._attempt.capture else None,
         )
 
 

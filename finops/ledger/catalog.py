@@ -23,9 +23,13 @@ from typing import Any
 from finops.errors import MigrationError
 from finops.ledger.layout import (
     COMPACTED_PREFIX,
+    DEFAULT_MAX_QUERY_S,
+    VIEW_VERSION,
     ensure_schema_seed,
+    link_window_ms,
     publish_part,
     reader_lock,
+    sync_links,
     view_sql,
 )
 from finops.ledger.migrations import MIGRATIONS, migrate
@@ -73,20 +77,24 @@ def pending_migrations(con: Any) -> list[str]:
     return [name for name, _ in MIGRATIONS if name not in done]
 
 
-def _recorded_parts(con: Any) -> str | None:
+def _recorded(con: Any, key: str) -> str | None:
     if not _has_table(con, _LAYOUT_TABLE):
         return None
-    row = con.execute(f"SELECT value FROM {_LAYOUT_TABLE} WHERE key = 'parts'").fetchone()
+    row = con.execute(f"SELECT value FROM {_LAYOUT_TABLE} WHERE key = ?", [key]).fetchone()
     return None if row is None else str(row[0])
+
+
+def _view_current(con: Any, parts: Path) -> bool:
+    return (
+        _calls_kind(con) == "VIEW"
+        and _recorded(con, "parts") == str(parts.resolve())
+        and _recorded(con, "view") == VIEW_VERSION
+    )
 
 
 def is_current(con: Any, parts: Path) -> bool:
     """True when nothing needs doing: migrated, ``calls`` is a view over ``parts``."""
-    return (
-        not pending_migrations(con)
-        and _calls_kind(con) == "VIEW"
-        and _recorded_parts(con) == str(parts.resolve())
-    )
+    return not pending_migrations(con) and _view_current(con, parts)
 
 
 def columns_of(con: Any) -> list[tuple[str, str]]:
@@ -95,11 +103,15 @@ def columns_of(con: Any) -> list[tuple[str, str]]:
     return [(str(r[0]), str(r[1])) for r in con.execute(f"DESCRIBE {table}").fetchall()]
 
 
-def install(con: Any, parts: Path, *, export: bool = True) -> list[str]:
+def install(
+    con: Any, parts: Path, *, export: bool = True, max_query_s: float = DEFAULT_MAX_QUERY_S
+) -> list[str]:
     """Bring the schema on ``con`` up to date with ``calls`` a view over ``parts``.
 
     ``export``: move rows found in a ``calls`` table (an old single-file ledger) into the
-    part ``c-legacy.parquet``. Returns the migrations applied now.
+    part ``c-legacy.parquet``. ``max_query_s``: for a ledger whose link directories do not
+    exist yet, the longest query a raw reader may run (see
+    :func:`finops.ledger.layout.link_window_ms`). Returns the migrations applied now.
     """
     pending = pending_migrations(con)
     applied: list[str] = []
@@ -120,15 +132,18 @@ def install(con: Any, parts: Path, *, export: bool = True) -> list[str]:
         con.execute("DROP TABLE calls")
         con.execute("COMMIT")
     columns = columns_of(con)
+    link_window_ms(parts, max_query_s=max_query_s)  # the link directories exist
     ensure_schema_seed(con, parts, columns)
-    if _calls_kind(con) != "VIEW" or _recorded_parts(con) != str(parts.resolve()):
+    sync_links(parts)  # a ledger from before the link directories: link its parts
+    if not _view_current(con, parts):
         con.execute("BEGIN TRANSACTION")
         con.execute(f"CREATE OR REPLACE VIEW calls AS {view_sql(parts, columns)}")
         con.execute(
             f"CREATE TABLE IF NOT EXISTS {_LAYOUT_TABLE} (key VARCHAR PRIMARY KEY, value VARCHAR)"
         )
         con.execute(
-            f"INSERT OR REPLACE INTO {_LAYOUT_TABLE} VALUES ('parts', ?)", [str(parts.resolve())]
+            f"INSERT OR REPLACE INTO {_LAYOUT_TABLE} VALUES ('parts', ?), ('view', ?)",
+            [str(parts.resolve()), VIEW_VERSION],
         )
         con.execute("COMMIT")
     return applied
@@ -142,7 +157,13 @@ class CatalogStatus:
         self.note = note
 
 
-def ensure_catalog(path: Path, parts: Path, *, timeout_s: float = 10.0) -> CatalogStatus:
+def ensure_catalog(
+    path: Path,
+    parts: Path,
+    *,
+    timeout_s: float = 10.0,
+    max_query_s: float = DEFAULT_MAX_QUERY_S,
+) -> CatalogStatus:
     """Create or migrate the catalog file ``path`` if it needs it; never holds it for long.
 
     A read-only look first (which coexists with analysts' read-only connections); only when
@@ -155,6 +176,7 @@ def ensure_catalog(path: Path, parts: Path, *, timeout_s: float = 10.0) -> Catal
     import duckdb
 
     parts.mkdir(parents=True, exist_ok=True)
+    link_window_ms(parts, max_query_s=max_query_s)
     if path.exists():
         try:
             with duckdb.connect(str(path), read_only=True) as con:
@@ -187,7 +209,7 @@ def ensure_catalog(path: Path, parts: Path, *, timeout_s: float = 10.0) -> Catal
                 raise
             return CatalogStatus(False, f"the catalog is open read-write elsewhere: {exc}")
         try:
-            install(con, parts)
+            install(con, parts, max_query_s=max_query_s)
         finally:
             con.close()
         return CatalogStatus(True)

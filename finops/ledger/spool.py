@@ -23,6 +23,7 @@ import json
 import math
 import operator
 import os
+from collections.abc import Mapping
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -75,8 +76,14 @@ def _sql_str(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def select_sql(paths: list[Path], *, strict: bool = False) -> str:
+def select_sql(
+    paths: list[Path], *, strict: bool = False, text_columns: Mapping[str, str] | None = None
+) -> str:
     """A SELECT producing ``calls`` rows (all columns, in order) from spool files.
+
+    ``text_columns`` (``{column: name}``): those columns are left as the JSON text the line
+    holds, under ``name`` (what a one-segment part stores for ``tags``; the view and
+    compaction build the MAP, see :data:`finops.ledger.layout.TEXT_COLUMNS`).
 
     ``strict=False`` (the safe form): every value goes through TRY_CAST, so one malformed
     value becomes NULL instead of failing the batch, which would otherwise be retried
@@ -88,8 +95,11 @@ def select_sql(paths: list[Path], *, strict: bool = False) -> str:
     files = "[" + ", ".join(_sql_str(str(p)) for p in paths) + "]"
     cast = "CAST" if strict else "TRY_CAST"
     exprs = []
+    text_columns = text_columns or {}
     for i, (name, kind) in enumerate(COLUMN_TYPES.items(), start=1):
-        if kind.startswith("MAP"):
+        if name in text_columns:
+            exprs.append(f"j[{i}] AS {text_columns[name]}")
+        elif kind.startswith("MAP"):
             # A JSON object arrives as its text; the (statically linked) json extension
             # casts JSON to MAP.
             exprs.append(f"{cast}({cast}(j[{i}] AS JSON) AS {kind}) AS {name}")

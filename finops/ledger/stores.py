@@ -17,7 +17,14 @@ from typing import Any, Protocol
 
 from finops.ledger.catalog import CatalogStatus, ensure_catalog, memory_catalog
 from finops.ledger.compact import CompactResult, compact
-from finops.ledger.layout import SEGMENT_PREFIX, parts_dir_for, publish_part, reading
+from finops.ledger.layout import (
+    DEFAULT_MAX_QUERY_S,
+    SEGMENT_PREFIX,
+    TEXT_COLUMNS,
+    parts_dir_for,
+    publish_part,
+    reading,
+)
 from finops.ledger.spool import select_sql
 
 __all__ = ["DirectoryStore", "Store"]
@@ -30,7 +37,7 @@ def _vanished_file(exc: Exception) -> bool:
 
 
 def _one_segment(seg: Path, strict: bool) -> str:
-    return select_sql([seg], strict=strict)
+    return select_sql([seg], strict=strict, text_columns=TEXT_COLUMNS)
 
 
 log = logging.getLogger("finops.ledger")
@@ -65,6 +72,7 @@ class DirectoryStore:
         compact_min_age_s: float = 2.0,
         grace_s: float = 300.0,
         sync: bool = True,
+        max_query_s: float = DEFAULT_MAX_QUERY_S,
     ) -> None:
         self.path = path
         self.parts = parts_dir_for(path)
@@ -73,7 +81,8 @@ class DirectoryStore:
         self.compact_min_age_s = compact_min_age_s
         self.grace_s = grace_s
         self.sync = sync
-        self.catalog: CatalogStatus = ensure_catalog(path, self.parts)
+        self.max_query_s = max_query_s
+        self.catalog: CatalogStatus = ensure_catalog(path, self.parts, max_query_s=max_query_s)
         self._next_catalog_check = time.monotonic() + 5.0
         self._next_compact = time.monotonic() + compact_interval_s
         self._wcon = memory_catalog(self.parts, threads=threads)
@@ -97,7 +106,8 @@ class DirectoryStore:
 
         def select(strict: bool) -> str:
             return (
-                f"SELECT * FROM ({select_sql(segments, strict=strict)}) AS s "
+                f"SELECT * FROM ({select_sql(segments, strict=strict, text_columns=TEXT_COLUMNS)}) "
+                "AS s "
                 "WHERE s.row_id NOT IN (SELECT row_id FROM calls WHERE row_id IS NOT NULL) "
                 "QUALIFY row_number() OVER (PARTITION BY s.row_id) = 1"
             )
@@ -157,7 +167,9 @@ class DirectoryStore:
         now = time.monotonic()
         if not self.catalog.ready and now >= self._next_catalog_check:
             self._next_catalog_check = now + 5.0
-            self.catalog = ensure_catalog(self.path, self.parts, timeout_s=0.5)
+            self.catalog = ensure_catalog(
+                self.path, self.parts, timeout_s=0.5, max_query_s=self.max_query_s
+            )
         if now >= self._next_compact:
             self._next_compact = now + self.compact_interval_s
             self.compact(

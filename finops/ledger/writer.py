@@ -67,6 +67,9 @@ class Ledger:
         compact_min_parts: parts of one size class that trigger an automatic compaction.
         compact_min_age_s: parts younger than this are left for the next compaction.
         grace_s: how long a part that was compacted away stays on disk for running queries.
+        max_query_s: the longest query a raw DuckDB reader of the catalog may run without
+            seeing ``Cannot open file`` (fixed when the ledger's parts directory is created;
+            a deleted part leaves the views' listing within ~4x this long).
         sync: fsync each part before publishing it (survives power loss, ~1 ms a part).
         max_backlog_bytes: rows kept in memory while the spool cannot be written.
     """
@@ -85,6 +88,7 @@ class Ledger:
         compact_min_parts: int = 16,
         compact_min_age_s: float = 2.0,
         grace_s: float = 300.0,
+        max_query_s: float = 300.0,
         sync: bool = True,
         max_backlog_bytes: int = 64 * 1024 * 1024,
         **_legacy: Any,
@@ -135,6 +139,10 @@ class Ledger:
         self._last_error: str | None = None
         self._flush_hooks: list[Any] = []
         self._replayed = False  # the first look for dead processes' segments has been made
+        # replay_orphans() / adopt() requests, and how many of them a finished look covers
+        # (a look covers the requests made before it started claiming segments)
+        self._replay_wanted = 0
+        self._replay_done = 0
         # The store (DuckDB, the catalog, PostgreSQL) is opened by the writer's first cycle
         # or the first query, not here: `import duckdb` and the catalog check cost ~150 ms
         # that a process start should not pay (docs/ledger.md "Start-up"). What can be
@@ -149,6 +157,7 @@ class Ledger:
             "compact_min_parts": compact_min_parts,
             "compact_min_age_s": compact_min_age_s,
             "grace_s": grace_s,
+            "max_query_s": max_query_s,
             "sync": sync,
         }
         self._thread = threading.Thread(target=self._run, name="finops-ledger-writer", daemon=True)
@@ -233,6 +242,7 @@ class Ledger:
             compact_min_age_s=kw["compact_min_age_s"],
             grace_s=kw["grace_s"],
             sync=kw["sync"],
+            max_query_s=kw["max_query_s"],
         )
 
     # -- hot path ------------------------------------------------------------------------
@@ -324,8 +334,11 @@ class Ledger:
     def adopt(self, rows: Sequence[LedgerRow]) -> None:
         """Record rows that may already be in the ledger (rebuilt after a crash).
 
-        They go to a spool segment of their own, left unlocked, and are ingested now by the
-        idempotent orphan replay (a row whose ``row_id`` already landed is left out).
+        They go to a spool segment of their own, left unlocked (crash-safe once this
+        returns), and the writer thread ingests them through the idempotent orphan replay (a
+        row whose ``row_id`` already landed is left out). Nothing is opened on the caller's
+        thread: a ``FinOps(...)`` after a crash starts as fast as a clean one, and every
+        :meth:`flush` called after this returns waits for that replay.
         """
         lines = []
         for row in rows:
@@ -352,13 +365,14 @@ class Ledger:
         self.replay_orphans()
 
     def replay_orphans(self) -> None:
-        """Ingest now what dead processes left in the spool (also done every
-        ``orphan_scan_s`` by the writer)."""
-        try:
-            self._replay_orphans()
-        except Exception as exc:  # the writer retries on its next cycle
-            self._last_error = f"{type(exc).__name__}: {exc}"
-            log.warning("finops ledger: cannot replay spool yet: %s", exc)
+        """Have the writer thread ingest what dead processes left in the spool at once
+        (it also looks every ``orphan_scan_s``). Returns without waiting and opens nothing
+        on the caller's thread; a :meth:`flush` called after this waits for that look."""
+        with self._cv:
+            self._replay_wanted += 1
+            self._next_orphan_scan = 0.0
+            self._wake_now = True
+            self._cv.notify_all()
 
     def _append_after_close(self, line: bytes, row_id: str) -> None:
         if not self._warned_closed:
@@ -436,7 +450,8 @@ class Ledger:
             start_cycle = self._cycles
             if self._fatal is not None:
                 raise MigrationError(self._fatal)
-            if self._ingested >= target and self._store is not None and self._replayed:
+            wanted = self._replay_wanted
+            if self._ingested >= target and self._store is not None and self._replayed_for(wanted):
                 return True
             if self._stop:
                 return self._ingested >= target
@@ -444,7 +459,7 @@ class Ledger:
             self._wake_now = True
             self._cv.notify_all()
             # Done when the rows are in and the store is open (readers can open the catalog).
-            while self._ingested < target or self._store is None or not self._replayed:
+            while self._ingested < target or self._store is None or not self._replayed_for(wanted):
                 if self._fatal is not None:
                     raise MigrationError(self._fatal)
                 if self._stop:
@@ -456,6 +471,11 @@ class Ledger:
                     return False
                 self._cv.wait(timeout=remaining)
             return True
+
+    def _replayed_for(self, wanted: int) -> bool:
+        """The first look for orphans was made, and a look that began after the first
+        ``wanted`` replay requests has finished."""
+        return self._replayed and self._replay_done >= wanted
 
     def compact(self, **kw: Any) -> Any:
         """Compact the parts now (local layout); see :func:`finops.ledger.compact.compact`."""
@@ -555,6 +575,8 @@ class Ledger:
     def _replay_orphans(self) -> None:
         """Ingest segments left by dead processes, skipping those that already landed."""
         self._next_orphan_scan = time.monotonic() + self.orphan_scan_s
+        with self._cv:
+            covers = self._replay_wanted  # requests made before this look claims segments
         orphans = []
         for seg in claim_orphans(self.spool_dir, own_prefix=self._prefix):
             if os.fstat(seg.fd).st_size == 0:
@@ -562,7 +584,7 @@ class Ledger:
             else:
                 orphans.append(seg)
         if not orphans:
-            self._replayed = True
+            self._mark_replayed(covers)
             return
         try:
             with self._store_lock:
@@ -574,8 +596,14 @@ class Ledger:
             raise
         for seg in orphans:
             seg.remove()
-        self._replayed = True
+        self._mark_replayed(covers)
         log.info("finops ledger: replayed %d spool segment(s) left behind", len(orphans))
+
+    def _mark_replayed(self, covers: int) -> None:
+        with self._cv:
+            self._replayed = True
+            self._replay_done = max(self._replay_done, covers)
+            self._cv.notify_all()
 
     def _rotate(self) -> int:
         with self._append_lock:

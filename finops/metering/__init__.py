@@ -9,13 +9,14 @@ when the call is over the steps' ``after`` run (settle a budget, store an answer
 from __future__ import annotations
 
 from finops.metering.meter import ClientHook, Meter, MeteredAttempt, RowSink, approx_tokens
-from finops.metering.rows import new_id, refused_row
+from finops.metering.rows import UsageResult, new_id, refused_row
 
 __all__ = [
     "ClientHook",
     "Meter",
     "MeteredAttempt",
     "RowSink",
+    "UsageResult",
     "approx_tokens",
     "new_id",
     "refused_row",

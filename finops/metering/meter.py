@@ -26,7 +26,15 @@ from finops.context import current_tags
 from finops.errors import MeteringWarning, UnknownModelWarning
 from finops.intercept.calls import HEADER, CallRegistry
 from finops.ledger.row import LedgerRow
-from finops.metering.rows import clip, fill_cost, fill_usage, join, new_id, row_tokens
+from finops.metering.rows import (
+    UsageResult,
+    clip,
+    fill_cost,
+    fill_usage,
+    join,
+    new_id,
+    row_tokens,
+)
 from finops.pipeline.call import Call, Served
 from finops.providers import Parsed, StreamWatcher, adapter_for, classify
 from finops.providers.base import INVALID as INVALID_USAGE
@@ -140,8 +148,9 @@ class Meter:
     def defer(self, directory: Path, *, replay_now: bool = True) -> Deferred:
         """Build rows off the caller's thread from now on (see :mod:`finops.metering.deferred`).
 
-        Only for a pipeline with no ``on_row``/``after`` steps (their hooks expect the priced
-        row on the caller's thread). ``directory``: the pending journal (inside the ledger's
+        Only for a pipeline with no ``after`` steps (a budget settle or a cache store reads
+        the priced rows when the call returns); ``on_row`` hooks run on the builder thread,
+        on the row being built. ``directory``: the pending journal (inside the ledger's
         spool directory). With ``replay_now``, journals left by dead processes are replayed
         before this returns.
         """
@@ -215,31 +224,31 @@ class Meter:
         except Exception as exc:
             _warn(f"could not write ledger row {row.row_id}: {exc!r}")
 
-    def finish_usage(
-        self,
-        call: Call,
-        ts: datetime,
-        elapsed: float,
-        status: str,
-        http_status: int | None,
-        usage: Usage | None,
-        *,
-        error: str | None = None,
-        message: str | None = None,
-    ) -> None:
+    def finish_usage(self, call: Call, result: UsageResult, *, end: bool = True) -> None:
         """Record one attempt whose usage the caller already read (boto3's Bedrock events),
-        off the caller's thread when possible, then end the call."""
+        off the caller's thread when possible, then end the call (``end=False``: an attempt
+        that will be retried, recorded now; the call goes on)."""
         key = (call.price_provider, call.requested_model, call.endpoint)
         attempt = call.next_attempt()
         row_id = new_id()
+        if not end:
+            self._usage_row_now(call, row_id, attempt, result)
+            return
         deferred = self.deferred
-        if deferred is not None and status == "ok" and usage is not None and key in self._seen:
+        usage = result.usage
+        if (
+            deferred is not None
+            and result.status == "ok"
+            and usage is not None
+            and key in self._seen
+        ):
             try:
                 line: bytes | None = _dumps(
                     [
-                        2, row_id, call.call_id, attempt, _epoch_us(ts), elapsed,
+                        2, row_id, call.call_id, attempt, _epoch_us(result.ts), result.elapsed,
                         call.provider, call.price_provider, call.endpoint, call.requested_model,
-                        call.stream, http_status, status, error, message,
+                        call.stream, result.http_status, result.status, result.error,
+                        result.message,
                         call.tags if type(call.tags) is dict else dict(call.tags),
                         _row_fields(call.row), call.service_tier, call.api_url,
                         call.prompt_text, _usage_dict(usage),
@@ -247,42 +256,23 @@ class Meter:
                 ).encode() + b"\n"
             except Exception:
                 line = None
-            job = functools.partial(
-                self._usage_row_now, call, row_id, attempt, ts, elapsed, status, http_status,
-                usage, error, message,
-            )
+            job = functools.partial(self._usage_row_now, call, row_id, attempt, result)
             if line is not None and deferred.submit(line, job):
                 self.end_call(call)
                 return
-        self._usage_row_now(
-            call, row_id, attempt, ts, elapsed, status, http_status, usage, error, message
-        )
+        self._usage_row_now(call, row_id, attempt, result)
         self._seen.add(key)
         self.end_call(call)
 
     def _usage_row_now(
-        self,
-        call: Call,
-        row_id: str,
-        attempt: int,
-        ts: datetime,
-        elapsed: float,
-        status: str,
-        http_status: int | None,
-        usage: Usage | None,
-        error: str | None,
-        message: str | None,
+        self, call: Call, row_id: str, attempt: int, result: UsageResult
     ) -> None:
         try:
             if call.estimate is None and call.estimate_later is not None:
                 call.estimate_later(call, b"")
         except Exception as exc:
             _warn(f"estimating call {call.call_id} failed: {exc!r}")
-        self.record(
-            call,
-            _usage_row(self, call, row_id, attempt, ts, elapsed, status, http_status, usage,
-                       error, message),
-        )
+        self.record(call, _usage_row(self, call, row_id, attempt, result))
 
     def end_call(self, ctx: Call) -> None:
         """The call is over (all attempts done): run the steps' ``after``, forget the call."""
@@ -426,6 +416,8 @@ class MeteredAttempt:
         if adapter is None:
             return None
         watcher = adapter.stream_watcher(strip_usage_chunk=self.ctx.strip_usage_chunk)
+        if self._meter.store_content and hasattr(watcher, "want_text"):
+            watcher.want_text = True  # the row keeps the answer's text
         return EventStreamFrames(watcher) if binary else watcher
 
     def finish(
@@ -790,34 +782,25 @@ def _epoch_us(ts: datetime) -> int | None:
 
 
 def _usage_row(
-    meter: Meter,
-    call: Call,
-    row_id: str,
-    attempt: int,
-    ts: datetime,
-    elapsed: float,
-    status: str,
-    http_status: int | None,
-    usage: Usage | None,
-    error: str | None,
-    message: str | None,
+    meter: Meter, call: Call, row_id: str, attempt: int, result: UsageResult
 ) -> LedgerRow:
     """The row of an attempt whose usage was read by the caller (Bedrock through boto3)."""
+    ts, status, usage, message = result.ts, result.status, result.usage, result.message
     row = LedgerRow(
         row_id=row_id,
         call_id=call.call_id,
         attempt=attempt,
         ts_start=ts,
-        ts_end=ts + timedelta(seconds=elapsed),
-        latency_ms=elapsed * 1000.0,
+        ts_end=ts + timedelta(seconds=result.elapsed),
+        latency_ms=result.elapsed * 1000.0,
         provider=call.price_provider or call.provider,
         endpoint=call.endpoint,
         status=status,
         requested_model=call.requested_model,
         served_model=call.requested_model,
         stream=call.stream,
-        http_status=http_status,
-        error_type=error,
+        http_status=result.http_status,
+        error_type=result.error,
         error_message=message[:500] if message else None,
         tags=dict(call.tags),
         prompt_text=call.prompt_text,
@@ -859,10 +842,16 @@ def _rebuild_usage(meter: Meter, record: list[Any]) -> LedgerRow:
         prompt_text=prompt_text,
     )
     ts = _EPOCH + timedelta(microseconds=int(ts_us)) if ts_us is not None else meter.clock()
-    row = _usage_row(
-        meter, call, row_id, int(attempt), ts, float(elapsed), status, http_status,
-        _usage_from(usage), error, message,
+    result = UsageResult(
+        ts=ts,
+        elapsed=float(elapsed),
+        status=status,
+        http_status=http_status,
+        usage=_usage_from(usage),
+        error=error,
+        message=message,
     )
+    row = _usage_row(meter, call, row_id, int(attempt), result)
     for name, value in (row_fields or {}).items():
         setattr(row, name, Decimal(value) if name in _DECIMALS and value is not None else value)
     return row

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING
@@ -15,9 +16,35 @@ if TYPE_CHECKING:
     from finops.pipeline.call import Call
     from finops.pricing.book import PricedCost
 
-__all__ = ["clip", "fill_cost", "fill_usage", "join", "new_id", "refused_row", "row_tokens"]
+__all__ = [
+    "UsageResult",
+    "clip",
+    "fill_cost",     "fill_usage",
+    "join",
+    "new_id",
+    "refused_row",
+    "row_tokens",
+]
 
 _MAX_ERROR_TEXT = 500
+
+
+@dataclass(frozen=True, slots=True)
+class UsageResult:
+    """How one attempt ended, when the caller's SDK already read its usage (boto3's Bedrock
+    answers and events): what :meth:`finops.metering.Meter.finish_usage` turns into a row.
+
+    ``ts``: when the attempt started; ``elapsed``: its seconds; ``status``: ok | error |
+    cancelled; ``error`` / ``message``: the row's ``error_type`` / ``error_message``.
+    """
+
+    ts: datetime
+    elapsed: float
+    status: str
+    http_status: int | None
+    usage: Usage | None
+    error: str | None = None
+    message: str | None = None
 
 
 class _Ids:

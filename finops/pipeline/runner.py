@@ -58,9 +58,16 @@ class Pipeline:
 
     @property
     def response_hooks(self) -> bool:
-        """Whether any step has an ``on_row`` or ``after`` hook (they expect the priced row
-        on the caller's thread, so the meter builds rows there)."""
+        """Whether any step has an ``on_row`` or ``after`` hook."""
         return bool(self._row or self._after)
+
+    @property
+    def after_hooks(self) -> bool:
+        """Whether any step has an ``after`` hook. Those run when the call returns and read
+        the priced rows (a budget settles, a cache stores the answer), so the meter builds
+        rows on the caller's thread then. ``on_row`` hooks alone (routing's savings) only
+        amend the row being built: they run wherever it is built (the builder thread)."""
+        return bool(self._after)
 
     # -- before the network ----------------------------------------------------------------
     def start(

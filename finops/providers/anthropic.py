@@ -25,6 +25,7 @@ from finops.providers.base import (
     mapping,
     redact,
     require,
+    sse_blocks,
     sse_data,
 )
 from finops.usage import StepUsage, Usage
@@ -154,13 +155,31 @@ def _tier(usage_raw: object) -> str | None:
 
 
 class _MessagesStream:
-    __slots__ = ("_model", "_stopped", "_text", "_usage_raw")
+    """Reads ``message_start`` (model, input usage), ``message_delta`` (output usage) and
+    ``message_stop``; the text deltas are parsed only when the text is needed (a cut stream's
+    estimate, or ``store_content``: ``want_text``)."""
+
+    __slots__ = ("_deltas", "_model", "_stopped", "_text", "_usage_raw", "want_text")
 
     def __init__(self) -> None:
         self._usage_raw: dict[str, Any] = {}
         self._model: str | None = None
         self._text: list[str] = []
+        self._deltas: list[bytes] = []  # text events not parsed yet (see read_body)
         self._stopped = False
+        #: the text is wanted even for a whole stream (set by the meter with store_content)
+        self.want_text = False
+
+    def read_body(self, body: bytes) -> None:
+        """Read a whole stream (as received): text events are kept unparsed until needed."""
+        for block in sse_blocks(body):
+            if b"content_block_delta" in block and not self.want_text:
+                self._deltas.append(block)
+                continue
+            try:
+                self.on_event(block)
+            except Exception:  # a garbled event is the SDK's business
+                continue
 
     def on_event(self, block: bytes) -> bool:
         if b"content_block_delta" in block:
@@ -190,6 +209,13 @@ class _MessagesStream:
         return True
 
     def result(self) -> Parsed:
+        if self._deltas and (not self._stopped or not self._usage_raw):
+            deltas, self._deltas = self._deltas, []  # the text of a cut stream is needed
+            for block in deltas:
+                try:
+                    self.on_event(block)
+                except Exception:
+                    continue
         usage = normalize_usage(self._usage_raw, model=self._model) if self._usage_raw else None
         return Parsed(
             usage=usage,

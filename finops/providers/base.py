@@ -26,7 +26,9 @@ __all__ = [
     "items",
     "load_json",
     "redact",
+    "sse_blocks",
     "sse_data",
+    "watch_body",
 ]
 
 #: No component of one response comes near this many tokens (the largest context windows
@@ -169,3 +171,34 @@ def mapping(value: object) -> Mapping[str, Any]:
     if type(value) is dict:  # what json.loads makes: skip the slower ABC check
         return value
     return value if isinstance(value, Mapping) else {}
+
+
+def watch_body(watcher: Any, body: bytes) -> None:
+    """Show ``watcher`` a whole stream's bytes as received (the transport reads a stream
+    once, at its end). A watcher with ``read_body(body)`` reads it itself (binary frames, or
+    a direct look for the few events that matter); otherwise the SSE events are split
+    (``\\r\\n`` and ``\\r`` line ends read as ``\\n``) and shown in order. A last, unterminated
+    event (a stream cut mid-event) is shown too: a usage chunk cut before its blank line was
+    billed all the same; one that is not valid JSON is ignored.
+    """
+    read_body = getattr(watcher, "read_body", None)
+    if read_body is not None:
+        read_body(body)
+        return
+    for block in sse_blocks(body):
+        try:
+            watcher.on_event(block)
+        except Exception:  # a garbled event is the SDK's business; metering goes on
+            continue
+
+
+def sse_blocks(body: bytes) -> list[bytes]:
+    """The event blocks of an SSE body (the last one possibly unterminated), in order."""
+    if b"\r" in body:
+        body = body.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    blocks = body.split(b"\n\n")
+    rest = blocks.pop()  # after the last blank line: "" or an unterminated event
+    out = [block for block in blocks if block]
+    if rest.strip():
+        out.append(rest.rstrip(b"\n"))
+    return out

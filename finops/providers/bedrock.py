@@ -195,6 +195,10 @@ class EventStreamFrames:
                 self._inner.on_event(b"event: " + name.encode() + b"\ndata: " + data)
         self._buffer = buffer
 
+    def read_body(self, body: bytes) -> None:
+        """Take a whole stream's bytes (the transport reads a stream once, at its end)."""
+        self.feed_bytes(body)
+
     def on_event(self, block: bytes) -> bool:
         """Not an SSE stream: nothing to split."""
         return True

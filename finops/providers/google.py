@@ -27,6 +27,7 @@ from finops.providers.base import (
     load_json,
     mapping,
     require,
+    sse_blocks,
     sse_data,
 )
 from finops.usage import Usage
@@ -133,12 +134,14 @@ class GenerateAdapter:
 class _GenerateStream:
     """Keeps the raw events; JSON is parsed only in :meth:`result` — the last event with
     ``usageMetadata`` (counts grow, the latest wins) and, for the text of a cut stream, the
-    rest. Watching a chunk costs two substring checks."""
+    rest. Watching a chunk costs two substring checks; a whole stream read at its end
+    (:meth:`read_body`) is split into events only if those are needed."""
 
-    __slots__ = ("_blocks", "_finished", "_last_usage")
+    __slots__ = ("_blocks", "_body", "_finished", "_last_usage")
 
     def __init__(self) -> None:
         self._blocks: list[bytes] = []
+        self._body: bytes | None = None  # a whole stream not yet split into events
         self._last_usage: bytes | None = None
         self._finished = False
 
@@ -149,6 +152,30 @@ class _GenerateStream:
         if b'"finishReason"' in block:
             self._finished = True
         return True
+
+    def read_body(self, body: bytes) -> None:
+        """Read a whole stream (as received, ``\\r\\n`` framing or not)."""
+        at = body.rfind(b'"usageMetadata"')
+        if at < 0 or b"groundingMetadata" in body:
+            for block in sse_blocks(body):
+                self.on_event(block)
+            return
+        start = max(  # the blank line before it: LF, CRLF or CR line ends
+            body.rfind(b"\n\n", 0, at) + 2,
+            body.rfind(b"\n\r\n", 0, at) + 3,
+            body.rfind(b"\r\r", 0, at) + 2,
+            0,
+        )
+        ends = [i for i in (body.find(sep, at) for sep in (b"\n\n", b"\r\n\r\n", b"\r\r")) if i >= 0]
+        event = sse_blocks(body[start : min(ends)] if ends else body[start:])
+        self._last_usage = event[-1] if event else None
+        self._finished = b'"finishReason"' in body
+        self._body = body
+
+    def _events(self) -> list[bytes]:
+        if self._body is not None:
+            self._blocks, self._body = sse_blocks(self._body), None
+        return self._blocks
 
     def result(self) -> Parsed:
         usage: Usage | None = None
@@ -162,19 +189,20 @@ class _GenerateStream:
             model = _model(chunk)
         text: list[str] = []
         finished = False
-        for block in self._blocks:
-            if usage is not None and model is not None and b"groundingMetadata" not in block:
-                continue  # text is only needed for a stream without usage
-            data = sse_data(block)
-            try:
-                chunk = mapping(load_json(data)) if data else {}
-            except ValueError:
-                continue
-            model = model or _model(chunk)
-            part, done = _text(chunk)
-            text.append(part)
-            finished = finished or done
-            tools.update(_grounding(chunk))
+        if usage is None or model is None or self._body is None:
+            for block in self._events():
+                if usage is not None and model is not None and b"groundingMetadata" not in block:
+                    continue  # text is only needed for a stream without usage
+                data = sse_data(block)
+                try:
+                    chunk = mapping(load_json(data)) if data else {}
+                except ValueError:
+                    continue
+                model = model or _model(chunk)
+                part, done = _text(chunk)
+                text.append(part)
+                finished = finished or done
+                tools.update(_grounding(chunk))
         if usage is not None and tools:
             usage = Usage(**{**_fields(usage), "server_tool_requests": tools})
         return Parsed(

@@ -23,6 +23,7 @@ from finops.providers.base import (
     mapping,
     redact,
     require,
+    sse_blocks,
     sse_data,
 )
 from finops.providers.hosts import host_cost
@@ -153,6 +154,9 @@ class ChatAdapter:
         return _ChatStream(strip_usage_chunk)
 
 
+_USAGE_MARKERS = (b'"usage":{', b'"usage": {')
+
+
 class _ChatStream:
     """Finds the usage chunk (``choices: []``, ``usage: {...}``) and the served model.
 
@@ -161,10 +165,14 @@ class _ChatStream:
     produced so far for an estimate.
     """
 
-    __slots__ = ("_blocks", "_cost", "_model", "_strip", "_tier", "_usage", "done")
+    __slots__ = ("_blocks", "_cost", "_memo", "_model", "_strip", "_tier", "_usage", "done")
 
     def __init__(self, strip_usage_chunk: bool) -> None:
         self._strip = strip_usage_chunk
+        self._memo: tuple[bytes, Mapping[str, Any]] | None = None  # the event keep() parsed
+        self._reset()
+
+    def _reset(self) -> None:
         self._blocks: list[bytes] = []
         self._model: str | None = None
         self._tier: str | None = None
@@ -172,10 +180,43 @@ class _ChatStream:
         self._cost: tuple[Decimal | None, str | None] = (None, None)
         self.done = False
 
+    @property
+    def drop_markers(self) -> tuple[bytes, ...]:
+        """Bytes every event :meth:`keep` may drop contains (the transport asks it only
+        about events with one): the usage chunk finops asked for, when it hides it."""
+        return _USAGE_MARKERS if self._strip else ()
+
+    def keep(self, block: bytes) -> bool:
+        """Whether the SDK may see this event: False for the usage chunk (``choices: []``
+        and a ``usage`` object) when finops injected ``include_usage``. Learns nothing:
+        what the stream says is read at its end (:meth:`read_body`)."""
+        if not self._strip or (_USAGE_MARKERS[0] not in block and _USAGE_MARKERS[1] not in block):
+            return True
+        chunk = self._parse(block)
+        if chunk is not None:
+            self._memo = (block, chunk)  # read again at the end: parsed once
+        return chunk is None or not isinstance(chunk.get("usage"), Mapping) or bool(
+            chunk.get("choices")
+        )
+
+    def _parse(self, block: bytes) -> Mapping[str, Any] | None:
+        memo = self._memo
+        if memo is not None and memo[0] == block:
+            return memo[1]
+        data = sse_data(block)
+        if data is None or data == b"[DONE]":
+            return None
+        return mapping(load_json(data))
+
     def on_event(self, block: bytes) -> bool:
+        """Read one event; returns whether the SDK may see it (see :meth:`keep`)."""
         # Fast path: an ordinary content chunk once the model is known needs no parsing now
         # (its text is only needed if the stream ends without usage; see result()).
-        if self._model is not None and b'"usage":{' not in block and b'"usage": {' not in block:
+        if (
+            self._model is not None
+            and _USAGE_MARKERS[0] not in block
+            and _USAGE_MARKERS[1] not in block
+        ):
             if b"[DONE]" in block:
                 self.done = True
             else:
@@ -187,7 +228,7 @@ class _ChatStream:
         if data == b"[DONE]":
             self.done = True
             return True
-        chunk = mapping(load_json(data))
+        chunk = self._parse(block) or {}
         if self._model is None and isinstance(chunk.get("model"), str) and chunk["model"]:
             self._model = chunk["model"]
             self._tier = _tier(chunk.get("service_tier"))
@@ -203,6 +244,40 @@ class _ChatStream:
             if self._strip and not chunk.get("choices"):
                 return False
         self._blocks.append(block)
+        return True
+
+    def read_body(self, body: bytes) -> None:
+        """Read a whole stream (as received): the first event (the model), the last one
+        carrying usage and the ``[DONE]`` mark are found directly; only a stream without
+        usage (its text is needed) or an unusual one is read event by event."""
+        if b"\r" not in body:
+            try:
+                if self._read_direct(body):
+                    return
+            except Exception:  # read it event by event instead (garbled events skipped)
+                pass
+            self._reset()
+        for block in sse_blocks(body):
+            try:
+                self.on_event(block)
+            except Exception:  # a garbled event is the SDK's business
+                continue
+
+    def _read_direct(self, body: bytes) -> bool:
+        first_end = body.find(b"\n\n")
+        if first_end <= 0:
+            return False
+        self.on_event(body[:first_end])
+        if self._model is None:
+            return False
+        at = max(body.rfind(_USAGE_MARKERS[0]), body.rfind(_USAGE_MARKERS[1]))
+        if at > first_end:
+            start = body.rfind(b"\n\n", 0, at) + 2
+            end = body.find(b"\n\n", at)
+            self.on_event(body[start:end] if end >= 0 else body[start:].rstrip(b"\n"))
+        if self._usage is None:
+            return False
+        self.done = self.done or b"[DONE]" in body[first_end:]
         return True
 
     def result(self) -> Parsed:

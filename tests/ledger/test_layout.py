@@ -14,7 +14,7 @@ from finops.cli import app
 from finops.ledger import Ledger, compact, connect, status
 from finops.ledger.layout import ACTIVATION_MS, parts_dir_for
 from finops.ledger.migrations import migrate
-from finops.ledger.spool import select_sql
+from finops.ledger.spool import encode, select_sql
 
 
 def _fill(path: Path, make_row, batches: int, per: int, start: int = 0) -> None:
@@ -174,3 +174,104 @@ def test_connect_and_status_and_cli(tmp_path: Path, make_row):
     assert '"compacted_rows": 15' in out.output
     report = runner.invoke(app, ["report", "--ledger", str(path)])
     assert report.exit_code == 0 and "gpt-4o" in report.output
+
+
+def _columns(part: Path) -> set[str]:
+    con = duckdb.connect()
+    try:
+        rows = con.execute(f"DESCRIBE SELECT * FROM read_parquet('{part}')").fetchall()
+    finally:
+        con.close()
+    return {str(r[0]) for r in rows}
+
+
+def test_tags_stay_json_text_in_fresh_parts_and_read_as_a_map(tmp_path: Path, make_row):
+    """The ingest fast path stores ``tags`` as its JSON text (``_tags_json``); the ``calls``
+    view and compaction build the MAP. A part written the old way (a MAP) reads the same,
+    alone and merged with new ones, and a tags value that is not an object reads as NULL."""
+    path = tmp_path / "t.duckdb"
+    parts = parts_dir_for(path)
+    _fill(path, make_row, batches=2, per=3)
+    fresh = sorted(parts.glob("s-*.parquet"))
+    assert len(fresh) == 2
+    assert "_tags_json" in _columns(fresh[0]) and "tags" not in _columns(fresh[0])
+    # A part from an older finops: tags as a MAP.
+    spool = tmp_path / "old.jsonl"
+    spool.write_bytes(
+        b"".join(encode(make_row(i, tags={"team": "old", "k": f"v{i}"})) for i in (10, 11))
+    )
+    con = duckdb.connect()
+    con.execute(f"COPY ({select_sql([spool])}) TO '{parts / 's-old.parquet'}' (FORMAT parquet)")
+    con.close()
+    # A line whose tags is not an object (a hand-edited or foreign spool line).
+    bad = encode(make_row(12)).replace(b'{"team":"search","feature":"f0"}', b'"not an object"')
+    assert bad != encode(make_row(12))
+    (tmp_path / "t.duckdb.spool" / "4242-deadbeef-000001.jsonl").write_bytes(bad)
+
+    def read(con: duckdb.DuckDBPyConnection) -> dict[str, object]:
+        rows = con.execute("SELECT row_id, tags FROM calls ORDER BY row_id").fetchall()
+        return dict(rows)
+
+    expected: dict[str, object] = {f"row-{i}": make_row(i).tags for i in range(6)}
+    expected |= {f"row-{i}": {"team": "old", "k": f"v{i}"} for i in (10, 11)}
+    expected["row-12"] = None
+    with Ledger(path) as ledger:  # replays the foreign line
+        assert ledger.flush(timeout_s=30)
+        raw = duckdb.connect(str(path), read_only=True)
+        assert read(raw) == expected
+        assert raw.execute(
+            "SELECT tags['team'], count(*) FROM calls GROUP BY 1 ORDER BY 1"
+        ).fetchall() == [("old", 2), ("search", 6), (None, 1)]
+        raw.close()
+    result = compact(path, grace_s=3600)
+    assert result.merged_parts == 4 and result.rows == 9
+    merged = parts / str(result.new_part)
+    assert "tags" in _columns(merged) and "_tags_json" not in _columns(merged)
+    time.sleep(ACTIVATION_MS / 1000 + 0.3)  # the compacted part is in effect
+    raw = duckdb.connect(str(path), read_only=True)
+    assert read(raw) == expected
+    raw.close()
+
+
+def test_a_catalog_with_an_older_view_gets_the_current_one(tmp_path: Path, make_row):
+    """A catalog whose ``calls`` view predates the text columns (no ``view`` version
+    recorded) is brought up to date by the next writer, so raw readers see ``tags``."""
+    path = tmp_path / "v.duckdb"
+    _fill(path, make_row, batches=1, per=2)
+    con = duckdb.connect(str(path))
+    old_view = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'calls'").fetchone()
+    assert old_view is not None and "_tags_json" in old_view[0]
+    con.execute("DELETE FROM _finops_layout WHERE key = 'view'")
+    con.execute(
+        "CREATE OR REPLACE VIEW calls AS SELECT * EXCLUDE (_tags_json, filename) "
+        f"FROM read_parquet('{parts_dir_for(path).resolve()}/*.parquet', union_by_name = true, "
+        "filename = true)"
+    )
+    con.close()
+    _fill(path, make_row, batches=1, per=2, start=2)
+    raw = duckdb.connect(str(path), read_only=True)
+    got = raw.execute("SELECT count(*), count(tags) FROM calls").fetchone()
+    raw.close()
+    assert got == (4, 4)
+
+
+def test_a_lone_one_segment_part_is_folded_once_it_is_old(tmp_path: Path, make_row):
+    """The automatic (tiered) compaction folds a one-segment part (tags still text) even
+    alone once it is ``SEGMENT_MAX_AGE_S`` old, so tags queries do not keep paying for it."""
+    from finops.ledger.compact import SEGMENT_MAX_AGE_S
+    from finops.ledger.compact import compact as tiered_compact
+
+    path = tmp_path / "lone.duckdb"
+    _fill(path, make_row, batches=1, per=5)
+    parts = parts_dir_for(path)
+    con = duckdb.connect()
+    try:
+        young = tiered_compact(con, parts, min_parts=16, tiered=True)
+        assert young.merged_parts == 0 and young.skipped
+        old = tiered_compact(
+            con, parts, min_parts=16, tiered=True, clock=lambda: time.time() + SEGMENT_MAX_AGE_S
+        )
+        assert old.merged_parts == 1 and old.rows == 5
+        assert "tags" in _columns(parts / str(old.new_part))
+    finally:
+        con.close()

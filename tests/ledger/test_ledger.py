@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -174,6 +175,43 @@ def test_replay_is_idempotent_by_row_id(tmp_path: Path, make_row):
         assert ledger.flush(timeout_s=30)
         counts = dict(ledger.query("SELECT row_id, count(*) FROM calls GROUP BY 1"))
     assert counts == {"row-0": 1, "row-1": 1, "row-2": 1, "row-3": 1}
+    assert not list(spool.glob("*.jsonl"))
+
+
+class _OpenRecorder(Ledger):
+    """A Ledger that notes which thread opened its store (the real DuckDB store)."""
+
+    opened_on: list[str]
+
+    def _open_store(self, **kw: object) -> object:  # type: ignore[override]
+        self.opened_on.append(threading.current_thread().name)
+        return super()._open_store(**kw)
+
+
+def test_adopt_after_a_crash_opens_nothing_on_the_callers_thread(tmp_path: Path, make_row):
+    """Rows rebuilt after a crash (``adopt``) are spooled on the caller's thread and replayed
+    by the writer: the caller neither opens DuckDB nor waits for the replay, and every
+    flush() after adopt() covers them, deduplicated by row_id."""
+    path, spool = tmp_path / "a.duckdb", tmp_path / "spool"
+    with Ledger(path, spool_dir=spool) as first:
+        first.append(make_row(0))
+        assert first.flush(timeout_s=30)
+    _OpenRecorder.opened_on = []
+    ledger = _OpenRecorder(path, spool_dir=spool, flush_interval_s=3600, orphan_scan_s=3600)
+    try:
+        ledger.adopt([make_row(0), make_row(1), make_row(2)])  # row-0 already landed
+        ledger.replay_orphans()
+        assert threading.current_thread().name not in _OpenRecorder.opened_on
+        assert ledger.flush(timeout_s=30)
+        assert _OpenRecorder.opened_on == ["finops-ledger-writer"]
+        counts = dict(ledger.query("SELECT row_id, count(*) FROM calls GROUP BY 1"))
+        assert counts == {"row-0": 1, "row-1": 1, "row-2": 1}
+        # A later adoption is covered by the next flush too, although the first look ran.
+        ledger.adopt([make_row(3)])
+        assert ledger.flush(timeout_s=30)
+        assert ledger.query("SELECT count(*) FROM calls WHERE row_id = 'row-3'") == [(1,)]
+    finally:
+        ledger.close()
     assert not list(spool.glob("*.jsonl"))
 
 

@@ -144,7 +144,7 @@ def test_errors_are_not_stored(ledger_path: Path, devserver: DevServer) -> None:
         region_name="us-east-1",
         aws_access_key_id="AKIDEXAMPLE",
         aws_secret_access_key="secret",
-        config=Config(retries={"max_attempts": 1, "mode": "standard"}),
+        config=Config(retries={"total_max_attempts": 1, "mode": "standard"}),  # no retry
     )
     with _fo(ledger_path) as fo:
         client = fo.wrap(raw)

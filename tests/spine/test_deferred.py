@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,11 @@ _VOLATILE = {"row_id", "call_id", "ts_start", "ts_end", "latency_ms"}
 
 
 class _Inline(Step):
-    """A step with an ``on_row`` hook: the meter then builds every row on the caller's thread."""
+    """A step with an ``after`` hook: the meter then builds every row on the caller's thread."""
 
     name = "inline"
 
-    def on_row(self, call: Any, row: Any) -> None:
+    def after(self, call: Any, outcome: Any) -> None:
         return None
 
 
@@ -269,5 +270,40 @@ def test_every_pending_record_rebuilds_its_row(devserver: Any, tmp_path: Path) -
             assert have == want, row_id
             kinds.add((row.provider, row.endpoint, row.stream))
         assert len(kinds) >= 9
+    finally:
+        fo.close()
+
+
+class _Savings(Step):
+    """An ``on_row`` hook alone (like routing's counterfactual cost): rows stay deferred, and
+    the hook runs on the builder thread, on the row being built."""
+
+    name = "savings"
+
+    def __init__(self) -> None:
+        self.threads: set[str] = set()
+
+    def on_row(self, call: Any, row: Any) -> None:
+        import threading
+
+        self.threads.add(threading.current_thread().name)
+        row.counterfactual_cost = Decimal("0.5")
+
+
+def test_on_row_hooks_alone_keep_rows_deferred(devserver: Any, tmp_path: Path) -> None:
+    step = _Savings()
+    fo = finops.FinOps(ledger=tmp_path / "savings.duckdb", steps=[step])
+    try:
+        assert fo._meter.deferred is not None
+        oai = fo.wrap(openai.OpenAI(api_key="k", base_url=devserver.url + "/v1", max_retries=0))
+        msgs: Any = [{"role": "user", "content": "hi"}]
+        for _ in range(3):
+            oai.chat.completions.create(model="gpt-4o-mini", messages=msgs)
+            list(oai.chat.completions.create(model="gpt-4o-mini", messages=msgs, stream=True))
+        fo.flush()
+        got = rows(fo)
+        assert len(got) == 6
+        assert all(r["counterfactual_cost"] == Decimal("0.5") for r in got)
+        assert "finops-metering" in step.threads  # the later calls were built off the caller
     finally:
         fo.close()

@@ -6,6 +6,7 @@ rows it produces, not the ledger (tested in tests/ledger with real DuckDB files)
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 from datetime import UTC, datetime
@@ -237,3 +238,71 @@ def test_metering_failure_never_reaches_the_caller(recwarn):
     [row] = sink.rows
     assert row.pricing_status == "error" and "price table exploded" in (row.finops_error or "")
     assert row.input_tokens == 12  # usage kept even though pricing failed
+
+
+class _StripAttempt:
+    """An attempt whose chat stream hides the usage chunk (finops injected include_usage)."""
+
+    capture = False
+    served = None
+
+    def __init__(self) -> None:
+        self.finished: dict[str, Any] = {}
+
+    def watcher(self, response: httpx2.Response) -> Any:
+        from finops.providers import adapter_for
+
+        adapter = adapter_for("openai", "chat.completions")
+        assert adapter is not None
+        return adapter.stream_watcher(strip_usage_chunk=True)
+
+    def finish(self, **kw: Any) -> None:
+        self.finished = kw
+
+
+def _cuts(body: bytes, how: str) -> list[bytes]:
+    events = [e + b"\n\n" for e in body.split(b"\n\n") if e]
+    if how == "one_event_each":
+        return events
+    if how == "usage_with_done":
+        return [*events[:-2], events[-2] + events[-1]]
+    if how == "whole_body":
+        return [body]
+    return [body[i : i + 7] for i in range(0, len(body), 7)]  # "cut_mid_event"
+
+
+@pytest.mark.parametrize("how", ["one_event_each", "usage_with_done", "whole_body", "cut_mid_event"])
+def test_tee_hides_only_the_injected_usage_chunk_however_the_bytes_are_cut(how):
+    from finops.intercept.transport import _Watch
+
+    body = sse_body([chunk("a"), chunk("b"), chunk(usage=USAGE)])
+    attempt = _StripAttempt()
+    watch = _Watch(attempt, httpx2.Response(200))  # type: ignore[arg-type]
+    out = b"".join(watch.feed(piece) for piece in _cuts(body, how)) + watch.tail()
+    watch.end("complete")
+    assert out == sse_body([chunk("a"), chunk("b")])  # the SDK never sees the usage chunk
+    parsed = attempt.finished["watcher"].result()
+    assert (parsed.usage.input_tokens, parsed.usage.output_tokens) == (12, 3)
+    assert parsed.served_model == MODEL and parsed.complete
+
+
+def test_tee_reads_a_stream_once_at_its_end_whatever_the_chunks():
+    """The whole-body read gives the same result as reading the stream event by event."""
+    from finops.providers import adapter_for
+
+    adapter = adapter_for("openai", "chat.completions")
+    assert adapter is not None
+    for body in (
+        sse_body([chunk("a"), chunk("b"), chunk(usage=USAGE)]),
+        sse_body([chunk("a"), chunk("b")]),  # no usage: the text is read for an estimate
+        sse_body([chunk("a"), chunk(usage=USAGE)], newline="\r\n"),
+        sse_body([chunk("a"), chunk(usage=USAGE)], done=False) + b'data: {"cut',
+    ):
+        whole = adapter.stream_watcher(strip_usage_chunk=False)
+        whole.read_body(body)  # type: ignore[attr-defined]
+        each = adapter.stream_watcher(strip_usage_chunk=False)
+        for block in body.replace(b"\r\n", b"\n").split(b"\n\n"):
+            if block.strip():
+                with contextlib.suppress(ValueError):
+                    each.on_event(block)
+        assert whole.result() == each.result()
