@@ -12,8 +12,8 @@
 3. Embedding time per query, one thread (the default MiniLM int8 ONNX embedder), without
    and with the token states the guard reads.
 4. Memory per 100,000 entries of the semantic index (vectors, sign bits, keys, texts).
-5. With ``--guard FILE`` naming a guard with an interaction head (format 4, trained by
-   ``scripts/train_interaction.py``): that head alone on the 4 candidates of a lookup.
+5. With a guard that has an interaction head (format 4: the shipped one, or ``--guard FILE``):
+   that head alone on the 4 candidates of a lookup.
 """
 
 from __future__ import annotations

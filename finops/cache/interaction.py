@@ -20,8 +20,10 @@ MiniLM's states are already contextual:
 Trained offline (PyTorch, at training time only; ``scripts/train_interaction.py``) and
 exported as float16 arrays in an ``.npz`` file with its provenance; evaluated here in numpy,
 in float32, about 0.1 ms per candidate on one thread. A guard of format 4 names such a file
-(``Cache(guard_file=...)``). finops ships no head: the one trained on QQP did not beat the
-shipped trees on questions it had not seen (docs/cache.md, "A trained second stage").
+(``Cache(guard_file=...)``). The shipped guard (``data/guard.json`` and ``data/guard_head.npz``)
+averages such a head's log-odds with its trees' (weight ``mix``): the head alone did not
+beat the trees on questions it had not seen, the mix does (docs/cache.md, "A trained second
+stage").
 """
 
 from __future__ import annotations

@@ -803,10 +803,13 @@ class Guard:
     uses_tokens: bool = False
 
     #: the trained second stage (format 4): an :class:`~finops.cache.interaction.Interaction`
-    #: that reads both texts' token states; it replaces the trees' score (``pairs`` needed)
+    #: that reads both texts' token states (``pairs`` needed); with ``trees`` too, the score
+    #: is the weighted mean of both log-odds (see ``mix``), else the head's alone
     head: Interaction | None = None
     #: the head file's name (written into the guard file; the arrays live beside it)
     head_file: str = ""
+    #: weight of the head's log-odds when the guard has both (the trees' get ``1 - mix``)
+    mix: float = 1.0
 
     def score(
         self,
@@ -822,6 +825,7 @@ class Guard:
         :func:`token_features` as ``tokens`` (same leading shape); one with a ``head`` also
         needs the pairs' :class:`Tokens` themselves as ``pairs`` (query first, all with the
         same query)."""
+        z: npt.NDArray[Any]
         if self.head is not None:
             if tokens is None or pairs is None:
                 raise ValueError(
@@ -834,7 +838,12 @@ class Guard:
                 ],
                 axis=-1,
             )
-            z = _head_logits(self.head, pairs, x) + self.bias
+            z = _head_logits(self.head, pairs, x)
+            if self.trees is not None:
+                zt = self.trees.decision(x) + self.bias
+                z = (1.0 - self.mix) * zt + self.mix * z
+            else:
+                z = z + self.bias
             if features.ndim == 1:
                 z = z[0]
         elif self.trees is not None:
@@ -879,6 +888,9 @@ class Guard:
         if self.head is not None:
             data["features"] = list(LEXICAL_FEATURES) + list(TOKEN_FEATURES)
             data["head"] = self.head_file
+            if self.trees is not None:
+                data["mix"] = self.mix
+                data["trees"] = self.trees.to_json()
         elif self.trees is None:
             data["features"] = [*LEXICAL_FEATURES, "product[384]", "abs_difference[384]"]
             data["weights"] = [round(float(w), 6) for w in self.weights]
@@ -896,7 +908,8 @@ class Guard:
     def from_json(cls, data: dict[str, Any], *, beside: Path | None = None) -> Guard:
         """Read a guard data file's content (format 1: logistic, 2: trees, 3: trees that
         also read token features, 4: the interaction head, whose arrays are read from the
-        file named ``head``, next to ``beside`` (the guard file) or shipped with finops)."""
+        file named ``head``, next to ``beside`` (the guard file) or shipped with finops;
+        with ``trees`` and ``mix`` too, both log-odds are averaged)."""
         empty = np.zeros(0, dtype=np.float32)
         fmt = int(data.get("format", 1))
         if fmt > 4:
@@ -910,6 +923,10 @@ class Guard:
             head = load_interaction(name, beside=beside)
             if head.features != len(LEXICAL_FEATURES) + len(TOKEN_FEATURES):
                 raise ValueError(f"its head reads {head.features} features, not 27")
+            both = Trees.from_json(data["trees"]) if "trees" in data else None
+            mix = float(data["mix"]) if both is not None else 1.0
+            if not 0.0 <= mix <= 1.0:
+                raise ValueError(f"mix {mix} is not a weight between 0 and 1")
             return cls(
                 weights=empty,
                 bias=float(data["bias"]),
@@ -923,6 +940,8 @@ class Guard:
                 uses_tokens=True,
                 head=head,
                 head_file=name,
+                trees=both,
+                mix=mix,
             )
         trees = Trees.from_json(data["trees"]) if "trees" in data else None
         uses_tokens = fmt >= 3

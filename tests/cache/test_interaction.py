@@ -160,6 +160,60 @@ def test_guard_with_a_head_scores_and_round_trips(tmp_path: Path) -> None:
         load_guard(tmp_path / "guard.json")
 
 
+def test_guard_mixes_the_trees_and_the_head_log_odds(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    head = _head(seed=5)
+    head.save(tmp_path / "h.npz")
+    trees = load_guard().trees
+    assert trees is not None
+    empty = np.zeros(0, dtype=np.float32)
+    mixed = Guard(
+        empty, -0.3, empty, empty, 0.5, 0.7, "e", {}, trees=trees, uses_tokens=True,
+        head=head, head_file="h.npz", mix=0.25,
+    )  # fmt: skip
+    data = mixed.to_json()
+    assert data["format"] == 4 and data["mix"] == 0.25 and "trees" in data
+    (tmp_path / "g.json").write_text(json.dumps(data))
+    loaded = load_guard(tmp_path / "g.json")
+    assert loaded.trees is not None and loaded.head is not None and loaded.mix == 0.25
+    rng = np.random.default_rng(6)
+    q = _tokens(_unit(rng, 5), np.ones(5, dtype=bool))
+    others = [_tokens(_unit(rng, n), np.ones(n, dtype=bool)) for n in (3, 7)]
+    features = np.zeros((2, len(LEXICAL_FEATURES) + 768), dtype=np.float32)
+    features[:, 0] = 0.85
+    tok = rng.normal(size=(2, len(TOKEN_FEATURES))).astype(np.float32)
+    pairs = [(q, t) for t in others]
+    x = np.concatenate([features[:, :12], tok], axis=1)
+    z_trees = trees.decision(x) - 0.3
+    assert loaded.head is not None  # float16 in the file: compare with what was read back
+    z_head = loaded.head.logits(q.unit(), q.content, [(t.unit(), t.content) for t in others], x)
+    z = 0.75 * z_trees + 0.25 * z_head
+    assert np.allclose(loaded.score(features, tok, pairs=pairs), 1 / (1 + np.exp(-z)), atol=1e-5)
+    trees_only = replace(loaded, head=None, head_file="", mix=1.0)
+    head_only = replace(loaded, trees=None, bias=0.0, mix=1.0)
+    assert np.allclose(trees_only.score(features, tok), 1 / (1 + np.exp(-z_trees)), atol=1e-5)
+    assert np.allclose(head_only.score(features, tok, pairs=pairs), 1 / (1 + np.exp(-z_head)))
+    data["mix"] = 1.5
+    (tmp_path / "g.json").write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="mix"):
+        load_guard(tmp_path / "g.json")
+
+
+def test_shipped_guard_head_is_float16_with_provenance() -> None:
+    from importlib import resources
+
+    guard = load_guard()
+    assert guard.head is not None and guard.head_file == "guard_head.npz"
+    file = resources.files("finops.cache").joinpath("data/guard_head.npz")
+    with file.open("rb") as fh, np.load(fh, allow_pickle=False) as data:
+        assert data["proj_w"].dtype == np.float16
+        prov = json.loads(str(data["provenance"]))
+    assert "sha256" in prov["source"] and prov["training"]["seed"] == 0
+    assert prov["command"].startswith("python scripts/train_interaction.py")
+    assert prov["mix"]["weight"] == guard.mix and prov["mix"]["threshold"] == guard.threshold
+
+
 def test_index_lookup_passes_token_pairs_to_a_head_guard(tmp_path: Path) -> None:
     from finops.cache.semantic import SemanticIndex
 

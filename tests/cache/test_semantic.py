@@ -38,7 +38,8 @@ def _score(embedder, guard: Guard, a: str, b: str) -> tuple[float, float]:  # ty
 
     (va, vb), (ta, tb) = embedder.embed_tokens([a, b])
     tokens = np.array(token_features(ta, tb), dtype=np.float32) if guard.uses_tokens else None
-    return float(va @ vb), float(guard.score(pair_features(a, b, va, vb), tokens))
+    pairs = [(ta, tb)] if guard.head is not None else None
+    return float(va @ vb), float(guard.score(pair_features(a, b, va, vb), tokens, pairs=pairs))
 
 
 def test_embedder_gives_unit_vectors(embedder) -> None:  # type: ignore[no-untyped-def]
@@ -469,10 +470,18 @@ def test_tokens_round_trip_and_alignment_features(embedder) -> None:  # type: ig
 def test_token_guard_round_trip_and_needs_tokens() -> None:
     from finops.cache.semantic import TOKEN_FEATURES
 
-    guard = load_guard()
+    shipped = load_guard()  # format 4: the trees and the interaction head, log-odds mixed
+    assert shipped.to_json()["format"] == 4 and shipped.trees is not None
+    assert shipped.head is not None and 0 < shipped.mix < 1
+    again = Guard.from_json(shipped.to_json())
+    assert again.mix == shipped.mix and again.threshold == shipped.threshold
+    assert again.trees is not None and again.head is not None
+    from dataclasses import replace
+
+    guard = replace(shipped, head=None, head_file="", mix=1.0)  # the trees alone: format 3
     assert guard.uses_tokens and guard.to_json()["format"] == 3
     again = Guard.from_json(guard.to_json())
-    assert again.uses_tokens and again.threshold == guard.threshold
+    assert again.uses_tokens and again.head is None
     features = np.zeros(len(LEXICAL_FEATURES) + 768, dtype=np.float32)
     with pytest.raises(ValueError, match="token features"):
         guard.score(features)
