@@ -62,6 +62,7 @@ class _State:
     cache: PrefixCache = field(default_factory=PrefixCache)
     log_requests: bool = True
     ids: itertools.count[int] = field(default_factory=itertools.count)
+    epoch: int = 0  # bumped by reset(): a request from before it takes no queued usage
 
 
 def _route(path: str) -> tuple[_Endpoint | None, bool]:
@@ -176,6 +177,7 @@ class _Handler(BaseHTTPRequestHandler):
         header_fault = self.headers.get("x-finops-fault")
         fault: Fault | None = None
         with state.lock:
+            epoch = state.epoch
             self._record_locked("POST", body)
             # A header fault is for this request only: it leaves the queue alone.
             if not header_fault and endpoint is not None and state.faults:
@@ -209,8 +211,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(_GARBAGE)
                 return
         with state.lock:
-            # Taken only by a reply that carries usage, so a 429 before it does not eat it.
-            override = state.usages.popleft() if state.usages else None
+            # Taken only by a reply that carries usage, so a 429 before it does not eat it;
+            # and never by a request that arrived before a reset() (a slow reply a test's
+            # client gave up on must not take the next test's usage).
+            fresh = epoch == state.epoch
+            override = state.usages.popleft() if fresh and state.usages else None
         reply = endpoint(body, state.cache, override)
         if reply.events is not None:
             self._write_sse(reply.events, fault, reply.headers)
@@ -332,6 +337,7 @@ class DevServer:
             self._state.requests.clear()
             self._state.faults.clear()
             self._state.usages.clear()
+            self._state.epoch += 1
         self._state.cache.clear()
 
     # -- lifecycle -------------------------------------------------------------------------

@@ -159,6 +159,22 @@ def test_timeout_on_a_slow_reply(devserver: DevServer):
         _chat(client)
 
 
+def test_a_reply_abandoned_before_reset_does_not_take_the_next_usage(
+    oai: openai.OpenAI, devserver: DevServer
+):
+    impatient = openai.OpenAI(
+        api_key="test", base_url=devserver.openai_base_url, max_retries=0, timeout=0.1
+    )
+    devserver.inject(Fault.slow(0.4))
+    with pytest.raises(openai.APITimeoutError):
+        _chat(impatient)
+    devserver.reset()  # the next test starts; the slow handler is still asleep
+    usage = {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}
+    devserver.next_usage(usage)
+    time.sleep(0.5)  # the abandoned handler wakes up and answers nobody
+    assert _chat(oai).usage.model_dump(exclude_none=True) == usage  # type: ignore[union-attr]
+
+
 def test_faults_queue_in_order_and_per_request_header_leaves_the_queue(
     oai: openai.OpenAI, devserver: DevServer
 ):
