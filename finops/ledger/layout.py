@@ -33,6 +33,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -178,8 +179,17 @@ def link_window_ms(parts: Path, *, max_query_s: float = DEFAULT_MAX_QUERY_S) -> 
         os.link(tmp, layout)  # the first writer's window wins; never replaced
     except FileExistsError:
         pass
+    except OSError:  # no hard links here: exclusive create, same first-writer-wins rule
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(layout, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            with os.fdopen(fd, "w") as out:
+                out.write(json.dumps({"window_ms": window}))
     finally:
         tmp.unlink()
+    for _ in range(100):  # the exclusive-create fallback writes after creating: wait for it
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            return int(json.loads(layout.read_text())["window_ms"])
+        time.sleep(0.01)
     return int(json.loads(layout.read_text())["window_ms"])
 
 
@@ -193,12 +203,35 @@ def _link_glob(parts: Path, prefix: str = "") -> str:
     )
 
 
+def _link(src: Path, dst: Path) -> None:
+    """Hard-link ``src`` as ``dst``; where the filesystem has no hard links (some network and
+    FUSE mounts: ``EPERM``, ``ENOTSUP``...), put a complete copy there instead, atomically (a
+    reader never sees a partial file). Raises ``FileExistsError`` if ``dst`` exists and
+    ``FileNotFoundError`` if ``src`` is gone, as :func:`os.link` does."""
+    try:
+        os.link(src, dst)
+        return
+    except (FileExistsError, FileNotFoundError):
+        raise
+    except OSError:
+        pass
+    if dst.exists():
+        raise FileExistsError(str(dst))
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{os.urandom(3).hex()}.tmp")
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
 def link_part(path: Path) -> None:
     """Link the published part ``path`` into both link directories."""
     for d in LINK_DIRS:
         target = path.parent / d / path.name
         try:
-            os.link(path, target)
+            _link(path, target)
         except FileExistsError:
             pass
         except FileNotFoundError:
@@ -206,7 +239,7 @@ def link_part(path: Path) -> None:
                 return  # deleted meanwhile (a compactor's victim): nothing to show
             target.parent.mkdir(exist_ok=True)
             with contextlib.suppress(FileExistsError):
-                os.link(path, target)
+                _link(path, target)
 
 
 def _names(directory: Path) -> set[str]:
@@ -223,7 +256,7 @@ def sync_links(parts: Path) -> int:
     for d in LINK_DIRS:
         for name in sorted(canonical - _names(parts / d)):
             with contextlib.suppress(FileExistsError, FileNotFoundError):
-                os.link(parts / name, parts / d / name)
+                _link(parts / name, parts / d / name)
                 linked += 1
     return linked
 

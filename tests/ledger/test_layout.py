@@ -275,3 +275,35 @@ def test_a_lone_one_segment_part_is_folded_once_it_is_old(tmp_path: Path, make_r
         assert "tags" in _columns(parts / str(old.new_part))
     finally:
         con.close()
+
+
+def test_a_filesystem_without_hard_links_gets_copies(tmp_path: Path, make_row, monkeypatch):
+    """Some network and FUSE mounts refuse hard links (EPERM): the link directories then get
+    complete copies, so rows still land and raw readers still see each one once."""
+    import errno
+    import os
+
+    from finops.ledger import layout
+
+    def no_links(src: object, dst: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted", str(dst))
+
+    monkeypatch.setattr(layout.os, "link", no_links)
+    path = tmp_path / "nolinks.duckdb"
+    _fill(path, make_row, batches=3, per=20)
+    parts = parts_dir_for(path)
+    assert (parts / layout.LAYOUT_FILE).exists()
+    canonical = {p.name for p in parts.glob("*.parquet")}
+    assert len(canonical) >= 3
+    for d in layout.LINK_DIRS:
+        copies = list((parts / d).glob("*.parquet"))
+        assert {c.name for c in copies} == canonical
+        assert all(os.stat(c).st_nlink == 1 for c in copies)  # copies, not links
+    assert not list(parts.rglob("*.tmp"))
+    con = duckdb.connect(str(path), read_only=True)
+    assert con.execute("SELECT count(*), count(DISTINCT row_id) FROM calls").fetchone() == (60, 60)
+    con.close()
+    assert compact(path, grace_s=3600).rows == 60
+    con = duckdb.connect(str(path), read_only=True)
+    assert con.execute("SELECT count(*), count(DISTINCT row_id) FROM calls").fetchone() == (60, 60)
+    con.close()
