@@ -7,16 +7,27 @@ internal header ``x-finops-call: <call_id>`` to the request through the SDK's pu
 the context up here. A header (rather than only a contextvar) is used because some SDK helpers
 send their request later than the method call — ``anthropic`` ``messages.stream()`` sends it
 on ``__enter__`` — and the header travels with the request wherever and whenever it is sent.
+
+One exception: a wrapped method that sends its request before it returns, on the caller's
+thread or task (google-genai's non-stream methods), names its call in :data:`SENDING`
+instead. google-genai takes a header only through a per-request ``http_options``, and
+merging those into the client's options costs the caller ~70 µs a call (a deep copy of
+them); a context variable costs nothing and cannot reach another thread or task.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from contextvars import ContextVar
 
 from finops.pipeline.call import Call, CallContext
 
-__all__ = ["HEADER", "Call", "CallContext", "CallRegistry"]
+__all__ = ["HEADER", "SENDING", "Call", "CallContext", "CallRegistry"]
+
+#: ``(hook, call)`` while a wrapped method that sends in place runs (see the module text):
+#: the transport of that hook takes a request without the header as this call's.
+SENDING: ContextVar[tuple[object, Call] | None] = ContextVar("finops_sending", default=None)
 
 #: Internal request header carrying the call id from the facade to the transport.
 HEADER = "x-finops-call"

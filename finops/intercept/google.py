@@ -11,8 +11,11 @@ Public seams only, as for the OpenAI and Anthropic SDKs:
 2. On that copy, ``models.generate_content``, ``models.generate_content_stream`` and
    ``models.embed_content`` (and the same under ``aio.models``) are wrapped: the call-path
    steps (tags, estimate, budget reservation...) run *before* the SDK sends anything, so a
-   budget refuses with nothing sent. The call's id travels in a per-request header set
-   through the config's own ``http_options.headers``.
+   budget refuses with nothing sent. A stream's call id travels in a per-request header set
+   through the config's own ``http_options.headers`` (its request is sent when it is first
+   iterated); a non-stream method, which sends before it returns, names its call in
+   :data:`finops.intercept.calls.SENDING` instead (merging per-request ``http_options``
+   costs google-genai a deep copy of the client's options, ~70 µs a call).
 
 Return values, exceptions and stream iterators are the SDK's own.
 """
@@ -27,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx2
 
-from finops.intercept.calls import HEADER, Call
+from finops.intercept.calls import HEADER, SENDING, Call
 from finops.intercept.transport import AsyncMeteringTransport, MeteringTransport
 from finops.providers.hosts import route_for
 
@@ -188,6 +191,8 @@ def _start(
     if endpoint == "embed_content" and getattr(call.estimate, "input_tokens", None) is None:
         text = _text_of(call.kwargs.get("contents"))
         call.estimate = _TextEstimate(input_tokens=(len(text.encode()) + 3) // 4)
+    if kind != "stream":  # sent before the method returns: named in SENDING, no header
+        return call, call.kwargs
     return call, _with_header(call.kwargs, call)
 
 
@@ -207,6 +212,7 @@ def _wrap_method(
         @functools.wraps(original)
         async def acall(*args: Any, **kwargs: Any) -> Any:
             call, kwargs = _start(pipeline, hook, endpoint, kind, kwargs, is_async=True)
+            token = SENDING.set((hook, call)) if kind != "stream" else None
             try:
                 if call.relay is not None:  # a cross-provider route: the target answers
                     call.served = await call.relay.arun()
@@ -214,6 +220,9 @@ def _wrap_method(
             except BaseException:
                 end_call(call)
                 raise
+            finally:
+                if token is not None:
+                    SENDING.reset(token)
             if kind == "stream":
                 return _aiterate(result, call, end_call)
             end_call(call)
@@ -225,6 +234,7 @@ def _wrap_method(
     @functools.wraps(original)
     def method(*args: Any, **kwargs: Any) -> Any:
         call, kwargs = _start(pipeline, hook, endpoint, kind, kwargs)
+        token = SENDING.set((hook, call)) if kind != "stream" else None
         try:
             if call.relay is not None:  # a cross-provider route: the target answers
                 call.served = call.relay.run()
@@ -232,6 +242,9 @@ def _wrap_method(
         except BaseException:
             end_call(call)
             raise
+        finally:
+            if token is not None:
+                SENDING.reset(token)
         if kind == "stream":
             return _iterate(result, call, end_call)
         end_call(call)

@@ -24,7 +24,7 @@ import httpx2
 
 from finops.context import current_tags
 from finops.errors import MeteringWarning, UnknownModelWarning
-from finops.intercept.calls import HEADER, CallRegistry
+from finops.intercept.calls import HEADER, SENDING, CallRegistry
 from finops.ledger.row import LedgerRow
 from finops.metering.rows import (
     UsageResult,
@@ -315,6 +315,10 @@ class ClientHook:
         if call_id is not None:
             del request.headers[HEADER]
             ctx = self._meter.registry.get(call_id)
+        else:
+            sending = SENDING.get()
+            if sending is not None and sending[0] is self:  # this client's method sends it
+                ctx = sending[1]
         if ctx is None:
             endpoint = classify(request.url.path)
             if endpoint is None or request.method != "POST":

@@ -245,3 +245,41 @@ def test_garbage_usage_is_flagged() -> None:
     assert bad.input_tokens == 0 and bad.output_tokens == 0
     missing = converse_usage({"outputTokens": 2})
     assert missing.mismatch is not None and missing.mismatch.startswith("invalid usage")
+
+
+def test_non_stream_call_is_named_without_a_header(
+    ledger_path: Path, devserver: DevServer
+) -> None:
+    """A non-stream method sends before it returns: its call is named in a context variable,
+    not a per-request ``http_options`` header (which costs google-genai a deep copy). The
+    application's own per-request headers still go out; the name does not outlive the call
+    nor reach another wrapped client's requests."""
+    import httpx2
+
+    from finops.intercept.calls import SENDING
+
+    seen: list[bool] = []  # at each request: is a call named in SENDING?
+    own = httpx2.Client(event_hooks={"request": [lambda _r: seen.append(SENDING.get() is not None)]})
+    with finops.FinOps(ledger=ledger_path) as fo:
+        one = fo.wrap(_client(devserver))
+        two = fo.wrap(_client(devserver, httpx_client=own))
+        one.models.generate_content(  # type: ignore[attr-defined]
+            model="gemini-2.5-flash",
+            contents="hi",
+            config={"http_options": {"headers": {"x-app": "1"}}, "max_output_tokens": 8},
+        )
+        assert SENDING.get() is None
+        two.models.generate_content(model="gemini-2.0-flash", contents="hi")  # type: ignore[attr-defined]
+        assert list(two.models.generate_content_stream(model="gemini-2.0-flash", contents="s"))  # type: ignore[attr-defined]
+        assert SENDING.get() is None
+        got = rows(fo)
+    assert [(r["requested_model"], r["stream"]) for r in got] == [
+        ("gemini-2.5-flash", False),
+        ("gemini-2.0-flash", False),
+        ("gemini-2.0-flash", True),
+    ]
+    assert all(r["status"] == "ok" and r["cost_total"] == _cost(r) > 0 for r in got)
+    assert seen == [True, False]  # the stream's request is sent when it is iterated
+    assert devserver.requests[0].headers.get("x-app") == "1"
+    assert not any(HEADER in r.headers for r in devserver.requests)
+    own.close()
