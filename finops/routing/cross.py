@@ -603,6 +603,13 @@ def _read_gemini(kwargs: Mapping[str, Any]) -> Conversation:
 # -- Conversation -> the target's request --------------------------------------------------
 
 
+def _put(out: dict[str, Any], **fields: Any) -> None:
+    """Set the fields that have a value: numbers that are not None, non-empty strings/lists."""
+    for name, value in fields.items():
+        if value is not None and value != "" and value != []:
+            out[name] = value
+
+
 def _merged(turns: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Consecutive turns of one role joined (Anthropic, Gemini and Bedrock alternate)."""
     out: list[tuple[str, str]] = []
@@ -657,27 +664,13 @@ def target_kwargs(
             "max_tokens": limit,
             "messages": [{"role": r, "content": t} for r, t in turns],
         }
-        if conv.system:
-            out["system"] = conv.system
-        if temperature is not None:
-            out["temperature"] = temperature
-        if top_p is not None:
-            out["top_p"] = top_p
-        if conv.stop:
-            out["stop_sequences"] = conv.stop
+        _put(out, system=conv.system, temperature=temperature, top_p=top_p)
+        _put(out, stop_sequences=conv.stop)
         return out
     if wire == "google":
         config: dict[str, Any] = {}
-        if conv.system:
-            config["system_instruction"] = conv.system
-        if limit is not None:
-            config["max_output_tokens"] = limit
-        if temperature is not None:
-            config["temperature"] = temperature
-        if top_p is not None:
-            config["top_p"] = top_p
-        if conv.stop:
-            config["stop_sequences"] = conv.stop
+        _put(config, system_instruction=conv.system, max_output_tokens=limit)
+        _put(config, temperature=temperature, top_p=top_p, stop_sequences=conv.stop)
         contents = [
             {"role": "model" if r == "assistant" else "user", "parts": [{"text": t}]}
             for r, t in turns
@@ -685,12 +678,7 @@ def target_kwargs(
         return {"model": model, "contents": contents, "config": config}
     if wire == "aws":
         inference: dict[str, Any] = {"maxTokens": limit}
-        if temperature is not None:
-            inference["temperature"] = temperature
-        if top_p is not None:
-            inference["topP"] = top_p
-        if conv.stop:
-            inference["stopSequences"] = conv.stop
+        _put(inference, temperature=temperature, topP=top_p, stopSequences=conv.stop)
         out = {
             "modelId": model,
             "messages": [{"role": r, "content": [{"text": t}]} for r, t in turns],
