@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from finops.pipeline import Step
     from finops.pricing import PriceBook
     from finops.routing.config import Routing
+    from finops.routing.relay import Clients
     from finops.tokens import Estimate
 
 __all__ = ["FinOps"]
@@ -143,7 +144,9 @@ class FinOps:
                 on_warn=on_budget_warn,
                 seed=ledger_seed(self.ledger),
             )
-        self._clients: Any = None  # wrapped clients, for cross-provider routes
+        # wrapped clients, for cross-provider routes (the latest one per provider and flavour
+        # is held until this FinOps is closed or another client of that provider is wrapped)
+        self._clients: Clients | None = None
         if routing is not None:
             from finops.routing.relay import Clients
 
