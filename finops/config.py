@@ -182,9 +182,18 @@ def load_config(path: str | Path, overrides: Mapping[str, Any] | None = None) ->
                 + ")"
             )
         if kind == "reserved":
+            hint = ""
+            if name == "providers" and isinstance(value, dict) and value:
+                first = next(iter(value))
+                hint = (
+                    "; host rules go in [finops] as "
+                    f'`providers = {{ "{first}" = "{value[first]}" }}`'
+                    if all(isinstance(v, str) for v in value.values())
+                    else ""
+                )
             raise ConfigError(
                 f"{where}section [{name}] is not supported by this version of finops "
-                "(remove it, or upgrade finops)"
+                f"(remove it, or upgrade finops){hint}"
             )
         if kind == "table" and not isinstance(value, dict):
             raise ConfigError(f"{where}`{name}` must be a table: write [{name}] on its own line")

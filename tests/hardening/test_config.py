@@ -63,6 +63,7 @@ MISTAKES: list[tuple[str, list[str]]] = [
     ('[finops]\nledger = "adir"\n', ["ledger", "is a directory"]),
     ('[finops]\nspool_dir = "afile"\n', ["spool_dir", "not a directory"]),
     ("[providers]\nenabled = true\n", ["[providers]", "not supported"]),
+    ('[providers]\n"gw.internal" = "groq"\n', ["[providers]", "[finops]", "providers = {"]),
     ("[routing]\nenabled = true\n", ["[routing].enabled", "unknown setting"]),
     ('[routing]\nmode = "on"\n', ["[routing]", "routes"]),
     (
