@@ -288,16 +288,7 @@ def _facade(
         @functools.wraps(original)
         async def acall(*args: Any, **kwargs: Any) -> Any:
             ctx, kwargs = w.start(endpoint, kind, kwargs)
-            try:
-                if ctx.relay is not None:  # a cross-provider route: the target answers
-                    ctx.served = await ctx.relay.arun()
-                result = await original(*args, **kwargs)
-            except BaseException:
-                end_call(ctx)
-                raise
-            if not ctx.stream:
-                end_call(ctx)
-            return result
+            return await _end_when_awaited(ctx, end_call, lambda: original(*args, **kwargs))
 
         acall.__finops_wrapped__ = True  # type: ignore[attr-defined]
         return acall
@@ -306,7 +297,7 @@ def _facade(
     def call(*args: Any, **kwargs: Any) -> Any:
         ctx, kwargs = w.start(endpoint, kind, kwargs)
         if ctx.relay is not None and w.is_async:  # an async method behind a sync decorator
-            return _relayed(original, args, kwargs, ctx, end_call)
+            return _end_when_awaited(ctx, end_call, lambda: original(*args, **kwargs))
         try:
             if ctx.relay is not None:  # a cross-provider route: the target answers
                 ctx.served = ctx.relay.run()
@@ -315,7 +306,7 @@ def _facade(
             end_call(ctx)
             raise
         if inspect.isawaitable(result):  # an async method the SDK wraps in a sync decorator
-            return _end_when_awaited(result, ctx, end_call)
+            return _end_when_awaited(ctx, end_call, lambda: result, relayed=True)
         if kind == "call" and not ctx.stream:
             end_call(ctx)
         return result
@@ -324,34 +315,24 @@ def _facade(
     return call
 
 
-async def _relayed(
-    original: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    ctx: Call,
-    end_call: Callable[[Call], None],
+async def _end_when_awaited(
+    ctx: Call, end_call: Callable[[Call], None], send: Callable[[], Any], *, relayed: bool = False
 ) -> Any:
-    # AsyncAnthropic's messages.create is a sync function returning a coroutine: the target's
-    # answer is awaited first, then the SDK's own coroutine parses it.
+    """``send()``'s result, awaited; the call ends when it is (a stream's call ends with its
+    stream), or at once on a failure.
+
+    For async methods: coroutine functions, and anthropic's ``AsyncMessages.create`` (and
+    AsyncAnthropicBedrock's), a sync decorator returning the SDK's coroutine — the call must
+    stay registered until that coroutine has sent the request. A cross-provider route's
+    answer (``ctx.relay``) is awaited first, unless ``relayed`` (already run), then the
+    SDK's own coroutine parses it.
+    """
     try:
-        ctx.served = await ctx.relay.arun()
-        value = original(*args, **kwargs)
+        if ctx.relay is not None and not relayed:  # a cross-provider route: the target answers
+            ctx.served = await ctx.relay.arun()
+        value = send()
         if inspect.isawaitable(value):
             value = await value
-    except BaseException:
-        end_call(ctx)
-        raise
-    if not ctx.stream:
-        end_call(ctx)
-    return value
-
-
-async def _end_when_awaited(result: Any, ctx: Call, end_call: Callable[[Call], None]) -> Any:
-    # anthropic's AsyncMessages.create (and AsyncAnthropicBedrock's) is not a coroutine
-    # function (a sync decorator returns the coroutine): the call must stay registered until
-    # the request has been sent. A stream's call ends with its stream; a failure ends it now.
-    try:
-        value = await result
     except BaseException:
         end_call(ctx)
         raise
