@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx2
 
 from finops.intercept.bedrock import is_bedrock_client, wrap_bedrock
-from finops.intercept.calls import HEADER, Call
+from finops.intercept.calls import HEADER, SENDING, Call
 from finops.intercept.frameworks import is_framework_model, wrap_framework
 from finops.intercept.google import is_genai_client, wrap_genai
 from finops.intercept.pool import AsyncPoolTransport, PoolTransport
@@ -169,11 +169,12 @@ class _Wrapping:
         self.is_async = is_async
 
     def start(
-        self, endpoint: str, kind: str, kwargs: dict[str, Any]
+        self, endpoint: str, kind: str, kwargs: dict[str, Any], *, named: bool = False
     ) -> tuple[Call, dict[str, Any]]:
-        """Run the pre-call steps; the kwargs to send carry the call's id header."""
+        """Run the pre-call steps; the kwargs to send carry the call's id header, unless
+        ``named`` (the method sends before it returns, its call named in ``SENDING``)."""
         call = self.pipeline.start(self.hook, endpoint, kwargs, kind=kind, is_async=self.is_async)
-        return call, with_call_header(call.kwargs, call)
+        return call, call.kwargs if named else with_call_header(call.kwargs, call)
 
 
 def _methods(wire: str) -> tuple[tuple[str, str, str, str], ...]:
@@ -283,30 +284,34 @@ def _facade(
     w: _Wrapping, original: Callable[..., Any], endpoint: str, kind: str
 ) -> Callable[..., Any]:
     end_call = w.meter.end_call
+    # A method that returns once its request was sent, on the caller's thread or task, names
+    # its call in SENDING rather than in a header (less work for the SDK and the transport).
+    # A stream helper (sends on __enter__) and an async method behind a sync decorator (sends
+    # when its coroutine is awaited, after this returns) carry the header.
+    named = kind == "call" and (not w.is_async or inspect.iscoroutinefunction(original))
+    sending = SENDING
+
     if inspect.iscoroutinefunction(original):
 
         @functools.wraps(original)
         async def acall(*args: Any, **kwargs: Any) -> Any:
-            ctx, kwargs = w.start(endpoint, kind, kwargs)
+            ctx, kwargs = w.start(endpoint, kind, kwargs, named=named)
+            token = sending.set((w.hook, ctx)) if named else None
             try:
-                if ctx.relay is not None:  # a cross-provider route: the target answers
-                    ctx.served = await ctx.relay.arun()
-                result = await original(*args, **kwargs)
-            except BaseException:
-                end_call(ctx)
-                raise
-            if not ctx.stream:
-                end_call(ctx)
-            return result
+                return await _end_when_awaited(ctx, end_call, lambda: original(*args, **kwargs))
+            finally:
+                if token is not None:
+                    sending.reset(token)
 
         acall.__finops_wrapped__ = True  # type: ignore[attr-defined]
         return acall
 
     @functools.wraps(original)
     def call(*args: Any, **kwargs: Any) -> Any:
-        ctx, kwargs = w.start(endpoint, kind, kwargs)
+        ctx, kwargs = w.start(endpoint, kind, kwargs, named=named)
         if ctx.relay is not None and w.is_async:  # an async method behind a sync decorator
-            return _relayed(original, args, kwargs, ctx, end_call)
+            return _end_when_awaited(ctx, end_call, lambda: original(*args, **kwargs))
+        token = sending.set((w.hook, ctx)) if named else None
         try:
             if ctx.relay is not None:  # a cross-provider route: the target answers
                 ctx.served = ctx.relay.run()
@@ -314,8 +319,11 @@ def _facade(
         except BaseException:
             end_call(ctx)
             raise
+        finally:
+            if token is not None:
+                sending.reset(token)
         if inspect.isawaitable(result):  # an async method the SDK wraps in a sync decorator
-            return _end_when_awaited(result, ctx, end_call)
+            return _end_when_awaited(ctx, end_call, lambda: result, relayed=True)
         if kind == "call" and not ctx.stream:
             end_call(ctx)
         return result
@@ -324,34 +332,24 @@ def _facade(
     return call
 
 
-async def _relayed(
-    original: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    ctx: Call,
-    end_call: Callable[[Call], None],
+async def _end_when_awaited(
+    ctx: Call, end_call: Callable[[Call], None], send: Callable[[], Any], *, relayed: bool = False
 ) -> Any:
-    # AsyncAnthropic's messages.create is a sync function returning a coroutine: the target's
-    # answer is awaited first, then the SDK's own coroutine parses it.
+    """``send()``'s result, awaited; the call ends when it is (a stream's call ends with its
+    stream), or at once on a failure.
+
+    For async methods: coroutine functions, and anthropic's ``AsyncMessages.create`` (and
+    AsyncAnthropicBedrock's), a sync decorator returning the SDK's coroutine — the call must
+    stay registered until that coroutine has sent the request. A cross-provider route's
+    answer (``ctx.relay``) is awaited first, unless ``relayed`` (already run), then the
+    SDK's own coroutine parses it.
+    """
     try:
-        ctx.served = await ctx.relay.arun()
-        value = original(*args, **kwargs)
+        if ctx.relay is not None and not relayed:  # a cross-provider route: the target answers
+            ctx.served = await ctx.relay.arun()
+        value = send()
         if inspect.isawaitable(value):
             value = await value
-    except BaseException:
-        end_call(ctx)
-        raise
-    if not ctx.stream:
-        end_call(ctx)
-    return value
-
-
-async def _end_when_awaited(result: Any, ctx: Call, end_call: Callable[[Call], None]) -> Any:
-    # anthropic's AsyncMessages.create (and AsyncAnthropicBedrock's) is not a coroutine
-    # function (a sync decorator returns the coroutine): the call must stay registered until
-    # the request has been sent. A stream's call ends with its stream; a failure ends it now.
-    try:
-        value = await result
     except BaseException:
         end_call(ctx)
         raise

@@ -20,7 +20,7 @@ from typing import Protocol
 import httpx2
 
 from finops.pipeline.call import Served
-from finops.providers.base import StreamWatcher, watch_body
+from finops.providers.base import Parsed, StreamWatcher, watch_body
 
 __all__ = ["AsyncMeteringTransport", "Attempt", "AttemptHook", "MeteringTransport"]
 
@@ -80,11 +80,18 @@ class _Watch:
     without a marker passes as it is, and only a chunk with one is split into events for
     ``keep``. A stream whose chunks cut events (or use ``\\r`` line ends) is framed event
     by event from that chunk on, as before, so an event to hide is never half-sent.
+
+    Such a watcher may also name fields that finops' own request made the provider add to
+    every event (``unset_fields``: the ``,"usage":null`` of each chat chunk once
+    ``include_usage`` is on); they are cut from the bytes the SDK sees (a C ``replace`` per
+    chunk), so the SDK parses exactly the events the application's own request would have
+    got: the same objects (``usage`` unset, as without ``include_usage``) for less of the
+    SDK's per-chunk work.
     """
 
     __slots__ = (
         "_attempt", "_buffer", "_chunks", "_done", "_framing", "_keep", "_markers",
-        "_response", "_watcher",
+        "_response", "_unset", "_watcher",
     )
 
     def __init__(self, attempt: Attempt, response: httpx2.Response) -> None:
@@ -95,6 +102,8 @@ class _Watch:
         self._keep = keep = getattr(watcher, "keep", None)
         markers = getattr(watcher, "drop_markers", ()) if keep is not None else ()
         self._markers: tuple[bytes, ...] = tuple(markers)
+        unset = getattr(watcher, "unset_fields", ()) if keep is not None else ()
+        self._unset: tuple[bytes, ...] = tuple(unset)
         self._framing = False  # framing every event (a stream whose chunks cut events)
         self._buffer = b""
         self._done = False
@@ -109,6 +118,9 @@ class _Watch:
                 for marker in markers:
                     if marker in chunk:
                         return self._events(chunk)
+                for field in self._unset:
+                    if field in chunk:
+                        chunk = chunk.replace(field, b"")
                 return chunk
             self._framing = True  # from here on, every event is framed before it passes
         buffer = self._buffer + chunk
@@ -138,9 +150,11 @@ class _Watch:
                 kept.append(block)
             else:
                 dropped = True
-        if not dropped:
-            return complete
-        return b"".join(block + b"\n\n" for block in kept)
+        out = complete if not dropped else b"".join(block + b"\n\n" for block in kept)
+        for field in self._unset:
+            if field in out:
+                out = out.replace(field, b"")
+        return out
 
     def tail(self) -> bytes:
         """Whatever is left in the buffer when the source ends (an unterminated event).
@@ -152,30 +166,62 @@ class _Watch:
         rest, self._buffer = self._buffer, b""
         return rest
 
-    def _watched(self, body: bytes) -> StreamWatcher | None:
-        """The watcher, having read the whole stream (``body``: the bytes as received)."""
-        watcher = self._watcher
-        if watcher is None:
-            return None
-        with contextlib.suppress(Exception):  # garbled bytes are the SDK's business
-            watch_body(watcher, body)
-        return watcher
-
     def end(self, outcome: str, error: BaseException | None = None) -> None:
         if self._done:
             return
         self._done = True
         chunks = self._chunks
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        watcher = self._watched(body) if self._watcher is not None else None
+        watcher = self._watcher
         self._attempt.finish(
             response=self._response,
             body=body if watcher is None else None,
-            watcher=watcher,
+            watcher=_Unread(watcher, body) if watcher is not None else None,
             outcome=outcome,
             error=error,
             raw=body if watcher is not None and self._attempt.capture else None,
         )
+
+
+class _Unread:
+    """A stream's watcher with the stream's bytes, read when its result is first asked for.
+
+    So the read happens where the row is built: on the caller's thread when the call is
+    metered inline, on the builder thread when it is deferred. :meth:`journal_event` is the
+    cheap look the caller's thread may take instead (see the chat watcher's).
+    """
+
+    __slots__ = ("_body", "_read", "watcher")
+
+    def __init__(self, watcher: StreamWatcher, body: bytes) -> None:
+        self.watcher = watcher
+        self._body = body
+        self._read = False
+
+    def on_event(self, block: bytes) -> bool:
+        """Never fed: the stream is over."""
+        return True
+
+    def result(self) -> Parsed:
+        """What the stream said (its bytes are read the first time)."""
+        if not self._read:
+            self._read = True
+            with contextlib.suppress(Exception):  # garbled bytes are the SDK's business
+                watch_body(self.watcher, self._body)
+        return self.watcher.result()
+
+    def journal_event(self) -> bytes | None:
+        """The JSON of the one event the stream's row can be rebuilt from, found without
+        reading the stream (None: the watcher has no such event, or this stream is not
+        that simple)."""
+        find = getattr(self.watcher, "journal_event", None)
+        if find is None:
+            return None
+        try:
+            event = find(self._body)
+        except Exception:  # read the stream instead
+            return None
+        return event if isinstance(event, bytes) else None
 
 
 class _SyncStream(httpx2.SyncByteStream):

@@ -38,6 +38,7 @@ from finops.metering.rows import (
 from finops.pipeline.call import Call, Served
 from finops.providers import Parsed, StreamWatcher, adapter_for, classify
 from finops.providers.base import INVALID as INVALID_USAGE
+from finops.providers.base import watch_body
 from finops.providers.bedrock import EVENTSTREAM, EventStreamFrames
 from finops.providers.hosts import HostMap, HostRoute, amend_row, price_on_host, route_for
 from finops.usage import TOKEN_FIELDS, StepUsage, Usage
@@ -455,17 +456,29 @@ class MeteredAttempt:
             and key in meter._seen
         ):
             row_id = new_id()
-            parsed = watcher.result() if watcher is not None else self._parse_body(body)
-            fixed = _Fixed(parsed) if parsed is not None else None
-            line = (
-                self._pending_line(row_id, response, fixed, outcome, error, elapsed)
-                if fixed is not None
-                else None
+            # A stream whose row can be rebuilt from one event (the chat usage chunk) is
+            # journaled with that event's JSON as it arrived, and read on the builder
+            # thread; anything else is parsed now and journaled parsed.
+            journal = getattr(watcher, "journal_event", None)
+            event: bytes | None = (
+                journal() if journal is not None and outcome != "failed" and not meter.store_content else None
             )
+            later: StreamWatcher | None
+            if event is not None:
+                line = self._event_line(row_id, response, event, outcome, elapsed)
+                later = watcher
+            else:
+                parsed = watcher.result() if watcher is not None else self._parse_body(body)
+                later = _Fixed(parsed) if parsed is not None else None
+                line = (
+                    self._pending_line(row_id, response, later, outcome, error, elapsed)
+                    if later is not None
+                    else None
+                )
             if line is not None and deferred.submit(
                 line,
                 functools.partial(
-                    self._build_and_record, row_id, response, None, fixed, outcome, error,
+                    self._build_and_record, row_id, response, None, later, outcome, error,
                     elapsed,
                 ),
             ):
@@ -527,27 +540,51 @@ class MeteredAttempt:
         without usage, or a stream that did not reach its final event (its output is then
         estimated from the text), is metered now instead.
         """
-        ctx = self.ctx
         try:
             parsed = fixed.parsed
             if parsed.usage is None or not parsed.complete or outcome == "failed":
                 return None
-            payload = _parsed_dict(parsed, self._meter.store_content)
-            ts = self._ts
-            tags = ctx.tags if type(ctx.tags) is dict else dict(ctx.tags)
-            record = [
-                1, row_id, ctx.call_id, self.number, _epoch_us(ts), elapsed, ctx.provider,
-                ctx.price_provider, ctx.endpoint, ctx.requested_model, ctx.stream,
-                response.status_code, ctx.content_type, outcome,
-                type(error).__name__ if error is not None else None,
-                clip(str(error)) if error is not None else None,
-                tags, self._body_hash, _row_fields(ctx.row), ctx.service_tier, ctx.api_url,
-                ctx.prompt_text, "parsed", payload,
-            ]
+            record = self._record(row_id, response, outcome, error, elapsed, "parsed")
+            record.append(_parsed_dict(parsed, self._meter.store_content))
             return _dumps(record).encode() + b"\n"
         except Exception as exc:  # anything not plain JSON (a step's own field): meter it now
             log.debug("finops: no pending record: %r", exc)
             return None
+
+    def _event_line(
+        self, row_id: str, response: httpx2.Response, event: bytes, outcome: str, elapsed: float
+    ) -> bytes | None:
+        """A pending record whose payload is a stream's one telling event (a JSON object
+        already parsed once, with no text in it), spliced in as it arrived: nothing is
+        parsed or re-encoded for it on the caller's thread."""
+        try:
+            head = _dumps(self._record(row_id, response, outcome, None, elapsed, "event"))
+            return b"%s,%s]\n" % (head[:-1].encode(), event)
+        except Exception as exc:  # anything not plain JSON (a step's own field): meter it now
+            log.debug("finops: no pending record: %r", exc)
+            return None
+
+    def _record(
+        self,
+        row_id: str,
+        response: httpx2.Response,
+        outcome: str,
+        error: BaseException | None,
+        elapsed: float,
+        kind: str,
+    ) -> list[Any]:
+        """A pending record's fields, less its last one (the payload of ``kind``)."""
+        ctx = self.ctx
+        tags = ctx.tags if type(ctx.tags) is dict else dict(ctx.tags)
+        return [
+            1, row_id, ctx.call_id, self.number, _epoch_us(self._ts), elapsed, ctx.provider,
+            ctx.price_provider, ctx.endpoint, ctx.requested_model, ctx.stream,
+            response.status_code, ctx.content_type, outcome,
+            type(error).__name__ if error is not None else None,
+            clip(str(error)) if error is not None else None,
+            tags, self._body_hash, _row_fields(ctx.row), ctx.service_tier, ctx.api_url,
+            ctx.prompt_text, kind,
+        ]
 
     # -- building the row ----------------------------------------------------------------
     def _base_row(
@@ -899,8 +936,15 @@ def _rebuild(meter: Meter, record: list[Any]) -> LedgerRow:
         int(http_status), headers={"content-type": content_type} if content_type else None
     )
     error = _Replayed(error_text) if error_type else None
-    del kind  # "parsed": what the response said, parsed on the caller's thread
-    watcher = _Fixed(_parsed_from(payload))
+    if kind == "event":  # a stream's one telling event, as it arrived (see finish)
+        adapter = adapter_for(provider, endpoint)
+        if adapter is None:
+            raise ValueError(f"no stream reader for {provider} {endpoint}")
+        reader = adapter.stream_watcher(strip_usage_chunk=False)
+        watch_body(reader, b"data: %s\n\ndata: [DONE]\n\n" % _dumps(payload).encode())
+        watcher = _Fixed(reader.result())
+    else:  # "parsed": what the response said, parsed on the caller's thread
+        watcher = _Fixed(_parsed_from(payload))
     row = attempt._row(row_id, response, None, watcher, outcome, error, float(elapsed))
     if error is not None:
         row.error_type = error_type if row.error_type == "_Replayed" else row.error_type

@@ -155,6 +155,9 @@ class ChatAdapter:
 
 
 _USAGE_MARKERS = (b'"usage":{', b'"usage": {')
+# With include_usage every other chunk carries ``"usage": null`` (a key after the first: an
+# unescaped ``,"`` is never inside a JSON string, so these bytes are always that key).
+_USAGE_NULLS = (b',"usage":null', b', "usage": null')
 
 
 class _ChatStream:
@@ -185,6 +188,13 @@ class _ChatStream:
         """Bytes every event :meth:`keep` may drop contains (the transport asks it only
         about events with one): the usage chunk finops asked for, when it hides it."""
         return _USAGE_MARKERS if self._strip else ()
+
+    @property
+    def unset_fields(self) -> tuple[bytes, ...]:
+        """Bytes the transport cuts from every event the SDK sees, when finops injected
+        ``include_usage``: the ``"usage": null`` the provider then adds to each chunk (the
+        application's own request would have got chunks without it)."""
+        return _USAGE_NULLS if self._strip else ()
 
     def keep(self, block: bytes) -> bool:
         """Whether the SDK may see this event: False for the usage chunk (``choices: []``
@@ -262,6 +272,36 @@ class _ChatStream:
                 self.on_event(block)
             except Exception:  # a garbled event is the SDK's business
                 continue
+
+    def journal_event(self, body: bytes) -> bytes | None:
+        """The JSON of the stream's usage chunk, when a row can be rebuilt from it alone:
+        found by byte search (the last event with a ``usage`` object, a single ``data:``
+        line, followed by ``[DONE]``), a JSON object with ``choices: []`` (so no text) and a
+        ``usage`` object; parsed once (the one :meth:`keep` hid is not parsed again). The
+        served model is read from it too (every chat chunk names it). None otherwise."""
+        if b"\r" in body:
+            return None
+        at = max(body.rfind(_USAGE_MARKERS[0]), body.rfind(_USAGE_MARKERS[1]))
+        if at < 0:
+            return None
+        start = body.rfind(b"\n\n", 0, at)
+        start = 0 if start < 0 else start + 2
+        end = body.find(b"\n\n", at)
+        if end < 0 or b"[DONE]" not in body[end:]:
+            return None
+        block = body[start:end]
+        if not block.startswith(b"data:") or b"\n" in block:
+            return None
+        memo = self._memo
+        chunk = memo[1] if memo is not None and memo[0] == block else None
+        data = block[5:].strip()
+        if chunk is None:
+            chunk = mapping(load_json(data))
+        if chunk.get("choices") or not isinstance(chunk.get("usage"), Mapping):
+            return None
+        if not isinstance(chunk.get("model"), str) or not chunk["model"]:
+            return None
+        return data if data.startswith(b"{") and data.endswith(b"}") else None
 
     def _read_direct(self, body: bytes) -> bool:
         first_end = body.find(b"\n\n")
