@@ -170,20 +170,11 @@ def _other_providers(
         out["gemini_non_stream"] = (gen(g_raw), gen(g_fo))
         out["gemini_stream"] = (gen_stream(g_raw), gen_stream(g_fo))
     try:
-        import boto3
-    except ImportError:
+        from finops.devserver import bedrock_client
+
+        b_raw, b_fo = bedrock_client(url), fo.wrap(bedrock_client(url))  # type: ignore[attr-defined]
+    except ImportError:  # boto3 not installed
         return out
-
-    def bedrock() -> object:
-        return boto3.client(
-            "bedrock-runtime",
-            endpoint_url=url,
-            region_name="us-east-1",
-            aws_access_key_id="bench",
-            aws_secret_access_key="bench",
-        )
-
-    b_raw, b_fo = bedrock(), fo.wrap(bedrock())  # type: ignore[attr-defined]
     msgs = [{"role": "user", "content": [{"text": "Say hello to the benchmark."}]}]
 
     def converse(c: object) -> Callable[[], object]:

@@ -8,9 +8,9 @@ the context up here. A header (rather than only a contextvar) is used because so
 send their request later than the method call — ``anthropic`` ``messages.stream()`` sends it
 on ``__enter__`` — and the header travels with the request wherever and whenever it is sent.
 
-One exception: a wrapped method that sends its request before it returns, on the caller's
-thread or task (google-genai's non-stream methods), names its call in :data:`SENDING`
-instead. google-genai takes a header only through a per-request ``http_options``, and
+One exception: a wrapped method whose SDK sends its requests on the caller's thread or task
+(google-genai: a non-stream method before it returns, a stream while it is iterated) names
+its call in :data:`SENDING` instead, while the method and each step of the stream run. google-genai takes a header only through a per-request ``http_options``, and
 merging those into the client's options costs the caller ~70 µs a call (a deep copy of
 them); a context variable costs nothing and cannot reach another thread or task.
 """

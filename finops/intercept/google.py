@@ -11,11 +11,12 @@ Public seams only, as for the OpenAI and Anthropic SDKs:
 2. On that copy, ``models.generate_content``, ``models.generate_content_stream`` and
    ``models.embed_content`` (and the same under ``aio.models``) are wrapped: the call-path
    steps (tags, estimate, budget reservation...) run *before* the SDK sends anything, so a
-   budget refuses with nothing sent. A stream's call id travels in a per-request header set
-   through the config's own ``http_options.headers`` (its request is sent when it is first
-   iterated); a non-stream method, which sends before it returns, names its call in
-   :data:`finops.intercept.calls.SENDING` instead (merging per-request ``http_options``
-   costs google-genai a deep copy of the client's options, ~70 µs a call).
+   budget refuses with nothing sent. The SDK sends a call's requests on the caller's thread
+   or task — a non-stream method before it returns, a stream (automatic function calling
+   included) while it is iterated — so the call is named in
+   :data:`finops.intercept.calls.SENDING` while the method runs and around each step of the
+   stream's iterator, and no per-request header is added (merging a per-request
+   ``http_options`` costs google-genai a deep copy of the client's options, ~70 µs a call).
 
 Return values, exceptions and stream iterators are the SDK's own.
 """
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx2
 
-from finops.intercept.calls import HEADER, SENDING, Call
+from finops.intercept.calls import SENDING, Call
 from finops.intercept.transport import AsyncMeteringTransport, MeteringTransport
 from finops.providers.hosts import route_for
 
@@ -127,30 +128,6 @@ def wrap_genai(client: C, *, meter: Meter, pipeline: Pipeline, hosts: HostMap | 
     return wrapped  # type: ignore[return-value]
 
 
-def _with_header(kwargs: dict[str, Any], call: Call) -> dict[str, Any]:
-    """``kwargs`` whose ``config.http_options.headers`` carry finops' call id header."""
-    config = kwargs.get("config")
-    if config is None:
-        return {**kwargs, "config": {"http_options": {"headers": {HEADER: call.call_id}}}}
-    if isinstance(config, Mapping):
-        http = config.get("http_options")
-        http_d: dict[str, Any] = (
-            dict(http)
-            if isinstance(http, Mapping)
-            else (http.model_dump(exclude_none=True) if http is not None else {})
-        )
-        http_d["headers"] = {**dict(http_d.get("headers") or {}), HEADER: call.call_id}
-        return {**kwargs, "config": {**config, "http_options": http_d}}
-    http = getattr(config, "http_options", None)
-    from google.genai import types
-
-    if http is None:
-        http = types.HttpOptions(headers={HEADER: call.call_id})
-    else:
-        http = http.model_copy(update={"headers": {**(http.headers or {}), HEADER: call.call_id}})
-    return {**kwargs, "config": config.model_copy(update={"http_options": http})}
-
-
 @dataclass(frozen=True, slots=True)
 class _TextEstimate:
     """For embeddings (no usage in Gemini API responses): ~4 bytes a token of the input."""
@@ -183,7 +160,7 @@ def _start(
     kwargs: dict[str, Any],
     *,
     is_async: bool = False,
-) -> tuple[Call, dict[str, Any]]:
+) -> Call:
     call = pipeline.start(
         hook, endpoint, kwargs, kind="deferred" if kind == "stream" else "call", is_async=is_async
     )
@@ -191,9 +168,7 @@ def _start(
     if endpoint == "embed_content" and getattr(call.estimate, "input_tokens", None) is None:
         text = _text_of(call.kwargs.get("contents"))
         call.estimate = _TextEstimate(input_tokens=(len(text.encode()) + 3) // 4)
-    if kind != "stream":  # sent before the method returns: named in SENDING, no header
-        return call, call.kwargs
-    return call, _with_header(call.kwargs, call)
+    return call
 
 
 def _wrap_method(
@@ -211,20 +186,19 @@ def _wrap_method(
 
         @functools.wraps(original)
         async def acall(*args: Any, **kwargs: Any) -> Any:
-            call, kwargs = _start(pipeline, hook, endpoint, kind, kwargs, is_async=True)
-            token = SENDING.set((hook, call)) if kind != "stream" else None
+            call = _start(pipeline, hook, endpoint, kind, kwargs, is_async=True)
+            token = SENDING.set((hook, call))
             try:
                 if call.relay is not None:  # a cross-provider route: the target answers
                     call.served = await call.relay.arun()
-                result = await original(*args, **kwargs)
+                result = await original(*args, **call.kwargs)
             except BaseException:
                 end_call(call)
                 raise
             finally:
-                if token is not None:
-                    SENDING.reset(token)
+                SENDING.reset(token)
             if kind == "stream":
-                return _aiterate(result, call, end_call)
+                return _aiterate(result, call, end_call, hook)
             end_call(call)
             return result
 
@@ -233,20 +207,19 @@ def _wrap_method(
 
     @functools.wraps(original)
     def method(*args: Any, **kwargs: Any) -> Any:
-        call, kwargs = _start(pipeline, hook, endpoint, kind, kwargs)
-        token = SENDING.set((hook, call)) if kind != "stream" else None
+        call = _start(pipeline, hook, endpoint, kind, kwargs)
+        token = SENDING.set((hook, call))
         try:
             if call.relay is not None:  # a cross-provider route: the target answers
                 call.served = call.relay.run()
-            result = original(*args, **kwargs)
+            result = original(*args, **call.kwargs)
         except BaseException:
             end_call(call)
             raise
         finally:
-            if token is not None:
-                SENDING.reset(token)
+            SENDING.reset(token)
         if kind == "stream":
-            return _iterate(result, call, end_call)
+            return _iterate(result, call, end_call, hook)
         end_call(call)
         return result
 
@@ -254,19 +227,49 @@ def _wrap_method(
     return method
 
 
-def _iterate(chunks: Iterator[Any], call: Call, end_call: Callable[[Call], None]) -> Iterator[Any]:
-    """The SDK's stream, unchanged; the call ends when it does (or fails, or is dropped)."""
+def _iterate(
+    chunks: Iterator[Any], call: Call, end_call: Callable[[Call], None], hook: ClientHook
+) -> Iterator[Any]:
+    """The SDK's stream, unchanged; the call ends when it does (or fails, or is dropped).
+
+    Each step of the SDK's iterator runs with the call named in ``SENDING``: that is when
+    google-genai sends the stream's requests. The name is set and reset within one step, so
+    it never leaks to the application's code between chunks, nor to another stream."""
+    named = (hook, call)
+    chunks = iter(chunks)
     try:
-        yield from chunks
+        while True:
+            token = SENDING.set(named)
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            finally:
+                SENDING.reset(token)
+            yield chunk
     finally:
-        end_call(call)
+        try:
+            close = getattr(chunks, "close", None)  # as ``yield from`` would close it
+            if close is not None:
+                close()
+        finally:
+            end_call(call)
 
 
 async def _aiterate(
-    chunks: AsyncIterator[Any], call: Call, end_call: Callable[[Call], None]
+    chunks: AsyncIterator[Any], call: Call, end_call: Callable[[Call], None], hook: ClientHook
 ) -> AsyncIterator[Any]:
+    named = (hook, call)
+    chunks = aiter(chunks)
     try:
-        async for chunk in chunks:
+        while True:
+            token = SENDING.set(named)
+            try:
+                chunk = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            finally:
+                SENDING.reset(token)
             yield chunk
     finally:
         end_call(call)

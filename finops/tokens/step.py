@@ -82,9 +82,10 @@ class EstimateStep(Step):
             call.estimate_later = self.apply_sent
             if not self._warmed:
                 self._warm(call)
-        else:  # read the request now (the kwargs may change later), price it later
+        else:  # keep the request as it is now (the kwargs may change later), count later
             try:
-                counts = _fallback_counts(call.kwargs)
+                request = _snapshot(call.kwargs)
+                counts = None if request is not None else _fallback_counts(call.kwargs)
             except Exception:
                 self.apply(call)
                 return None
@@ -92,8 +93,15 @@ class EstimateStep(Step):
 
             def later(call: Call, body: bytes) -> None:
                 try:
+                    size, model, out = counts or _fallback_counts(request or {})
                     estimate = _fallback_priced(
-                        self._pricebook(), call.provider, *counts, now, call.price_provider
+                        self._pricebook(),
+                        call.provider,
+                        size,
+                        model,
+                        out,
+                        now,
+                        call.price_provider,
                     )
                 except Exception as exc:  # the row is written without an estimate
                     log.warning("finops: could not estimate a %s request: %r", call.endpoint, exc)
@@ -271,7 +279,9 @@ def _media_part(part: Mapping[str, Any], page_max: int) -> int | None:
         source_kind = source.get("type") if isinstance(source, Mapping) else None
         if source_kind in ("text", "content"):
             return 0  # text in the body: its bytes bound it
-        data = source.get("data") if source_kind == "base64" and isinstance(source, Mapping) else None
+        data = (
+            source.get("data") if source_kind == "base64" and isinstance(source, Mapping) else None
+        )
         return _pdf_bound(data, page_max)
     if kind is not None:
         return None
@@ -309,13 +319,57 @@ def _fallback_estimate(
     return _fallback_priced(book, wire, size, model, out, now, provider)
 
 
+#: ``json.dumps(value, default=str)`` without building an encoder on every call
+_dump_any = json.JSONEncoder(default=str).encode
+#: what :func:`_fallback_counts` reads from a request
+_COUNTED_KEYS = (
+    *_CONTENT_KEYS,
+    "model",
+    "max_completion_tokens",
+    "max_tokens",
+    "max_output_tokens",
+)
+_PLAIN = (str, int, float, bool, bytes, type(None))
+
+
+class _NotPlain(Exception):
+    """A request value that is not plain data (an SDK object): count it now."""
+
+
+def _copy(value: Any, depth: int = 0) -> Any:
+    if type(value) in _PLAIN:
+        return value
+    if depth > _MAX_DEPTH:
+        raise _NotPlain
+    kind = type(value)
+    if kind is dict:
+        return {k: _copy(v, depth + 1) for k, v in value.items()}
+    if kind is list:
+        return [_copy(v, depth + 1) for v in value]
+    if kind is tuple:
+        return tuple(_copy(v, depth + 1) for v in value)
+    raise _NotPlain
+
+
+def _snapshot(kwargs: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What :func:`_fallback_counts` reads, copied so that an application changing its
+    objects after the call (appending to its ``contents`` or ``messages``) does not change
+    the count made later: plain dicts, lists and tuples are copied, strings and numbers are
+    immutable. None when the request holds other objects (SDK types, which may be changed in
+    place and are not cheap to copy): then it is counted now."""
+    try:
+        return {k: _copy(kwargs[k]) for k in _COUNTED_KEYS if k in kwargs}
+    except _NotPlain:
+        return None
+
+
 def _fallback_counts(kwargs: Mapping[str, Any]) -> tuple[int, str, object]:
     """What the fallback bound reads from the request: (bytes, model, max output option)."""
     size = 64
     for key in _CONTENT_KEYS:
         if key in kwargs:
             value = kwargs[key]
-            size += len(json.dumps(value, default=str).encode()) + _unseen_media(value)
+            size += len(_dump_any(value).encode()) + _unseen_media(value)
     model = str(kwargs.get("model") or "")
     if model.startswith(("models/", "publishers/", "projects/")):  # Gemini resource names
         model = model.rsplit("/", 1)[-1]

@@ -297,3 +297,52 @@ def test_anthropic_bedrock_stream(ledger_path: Path, devserver: DevServer) -> No
     assert row["stream"] and row["status"] == "ok" and row["provider"] == "aws"
     assert row["input_tokens"] > 0 and row["output_tokens"] > 1
     assert row["cost_total"] == _cost(row) > 0
+
+
+class _Inline(finops.Step):
+    """A step with an ``after`` hook: every row is then built on the caller's thread."""
+
+    name = "inline"
+
+    def after(self, call: object, outcome: object) -> None:
+        return None
+
+
+def test_deferred_estimate_ignores_later_changes(tmp_path: Path, devserver: DevServer) -> None:
+    """Without a budget the Bedrock/Gemini estimate is counted when the row is built, off
+    the caller's thread, from a copy of the request taken at the call: an application that
+    changes its ``messages`` (appends, edits a turn) or Gemini ``contents`` right after the
+    call returns gets the same ``est_*`` fields as with rows built inline."""
+    from google import genai
+
+    def calls(fo: finops.FinOps) -> None:
+        bed = fo.wrap(_client(devserver))
+        gem = fo.wrap(genai.Client(api_key="k", http_options={"base_url": devserver.url}))
+        for i in range(3):  # the first call of a model is metered inline, the others later
+            msgs = [{"role": "user", "content": [{"text": f"hello {i}"}]}]
+            bed.converse(modelId="us.amazon.nova-lite-v1:0", messages=msgs)  # type: ignore[attr-defined]
+            msgs[0]["content"][0]["text"] = "x" * 5000  # type: ignore[index]
+            msgs.append({"role": "assistant", "content": [{"text": "y" * 5000}]})
+            contents: list[object] = [{"role": "user", "parts": [{"text": f"hi {i}"}]}]
+            config = {"max_output_tokens": 32}
+            gem.models.generate_content(  # type: ignore[attr-defined]
+                model="gemini-2.0-flash", contents=contents, config=config
+            )
+            contents.append({"role": "user", "parts": [{"text": "z" * 5000}]})
+            config["max_output_tokens"] = 9999
+
+    deferred = finops.FinOps(ledger=tmp_path / "deferred.duckdb")
+    inline = finops.FinOps(ledger=tmp_path / "inline.duckdb", steps=[_Inline()])
+    try:
+        assert deferred._meter.deferred is not None and inline._meter.deferred is None
+        calls(deferred)
+        calls(inline)
+        fields = ("endpoint", "est_input_tokens", "est_output_tokens_max", "est_cost_max")
+        got = sorted(tuple(r[f] for f in fields) for r in rows(deferred))
+        want = sorted(tuple(r[f] for f in fields) for r in rows(inline))
+    finally:
+        deferred.close()
+        inline.close()
+    assert len(got) == 6 and got == want
+    assert all(r[1] is not None and r[1] < 1000 for r in got)  # the requests as sent
+    assert {r[2] for r in got if r[0] == "generate_content"} == {32}

@@ -247,19 +247,19 @@ def test_garbage_usage_is_flagged() -> None:
     assert missing.mismatch is not None and missing.mismatch.startswith("invalid usage")
 
 
-def test_non_stream_call_is_named_without_a_header(
-    ledger_path: Path, devserver: DevServer
-) -> None:
-    """A non-stream method sends before it returns: its call is named in a context variable,
-    not a per-request ``http_options`` header (which costs google-genai a deep copy). The
-    application's own per-request headers still go out; the name does not outlive the call
-    nor reach another wrapped client's requests."""
+def test_non_stream_call_is_named_without_a_header(ledger_path: Path, devserver: DevServer) -> None:
+    """A non-stream method sends before it returns, a stream while it is iterated: either
+    way the call is named in a context variable, not a per-request ``http_options`` header
+    (which costs google-genai a deep copy). The application's own per-request headers still
+    go out; the name does not outlive the call nor reach another wrapped client's requests."""
     import httpx2
 
     from finops.intercept.calls import SENDING
 
     seen: list[bool] = []  # at each request: is a call named in SENDING?
-    own = httpx2.Client(event_hooks={"request": [lambda _r: seen.append(SENDING.get() is not None)]})
+    own = httpx2.Client(
+        event_hooks={"request": [lambda _r: seen.append(SENDING.get() is not None)]}
+    )
     with finops.FinOps(ledger=ledger_path) as fo:
         one = fo.wrap(_client(devserver))
         two = fo.wrap(_client(devserver, httpx_client=own))
@@ -279,7 +279,78 @@ def test_non_stream_call_is_named_without_a_header(
         ("gemini-2.0-flash", True),
     ]
     assert all(r["status"] == "ok" and r["cost_total"] == _cost(r) > 0 for r in got)
-    assert seen == [True, False]  # the stream's request is sent when it is iterated
+    assert seen == [True, True]  # the stream's request is sent when it is iterated
     assert devserver.requests[0].headers.get("x-app") == "1"
     assert not any(HEADER in r.headers for r in devserver.requests)
     own.close()
+
+
+def test_interleaved_streams_are_named_per_step(ledger_path: Path, devserver: DevServer) -> None:
+    """A stream's requests are sent while it is iterated: each step of its iterator names
+    its own call (never the whole iteration), so two streams iterated in turn, and another
+    client's call made between their chunks, each get their own row — no ad-hoc row, no
+    row with another call's tags — and the application's code between chunks sees no name."""
+    from finops.intercept.calls import SENDING
+
+    with finops.FinOps(ledger=ledger_path) as fo:
+        one = fo.wrap(_client(devserver))
+        two = fo.wrap(_client(devserver))
+        a = one.models.generate_content_stream(  # type: ignore[attr-defined]
+            model="gemini-2.0-flash", contents="stream a", finops_tags={"s": "a"}
+        )
+        b = one.models.generate_content_stream(  # type: ignore[attr-defined]
+            model="gemini-2.5-flash", contents="stream b", finops_tags={"s": "b"}
+        )
+        first_b = next(b)  # b's request goes out first
+        assert SENDING.get() is None
+        first_a = next(a)
+        assert SENDING.get() is None
+        two.models.generate_content(  # type: ignore[attr-defined]
+            model="gemini-2.5-pro", contents="between", finops_tags={"s": "c"}
+        )
+        rest_a, rest_b = list(a), list(b)
+        assert SENDING.get() is None
+        assert first_a.text is not None and first_b.text is not None and rest_a and rest_b
+        got = rows(fo)
+    assert sorted((r["tags"]["s"], r["requested_model"], r["stream"]) for r in got) == [
+        ("a", "gemini-2.0-flash", True),
+        ("b", "gemini-2.5-flash", True),
+        ("c", "gemini-2.5-pro", False),
+    ]
+    assert all(r["status"] == "ok" and r["cost_total"] == _cost(r) > 0 for r in got)
+    assert not any(HEADER in r.headers for r in devserver.requests)
+
+
+async def test_concurrent_async_streams_are_named_per_step(
+    ledger_path: Path, devserver: DevServer
+) -> None:
+    """The same for ``aio`` streams consumed by concurrent tasks."""
+    import asyncio
+
+    from finops.intercept.calls import SENDING
+
+    with finops.FinOps(ledger=ledger_path) as fo:
+        aio = fo.wrap(_client(devserver)).aio.models  # type: ignore[attr-defined]
+
+        async def consume(tag: str, model: str) -> int:
+            stream = await aio.generate_content_stream(
+                model=model, contents=f"stream {tag}", finops_tags={"s": tag}
+            )
+            n = 0
+            async for _ in stream:
+                assert SENDING.get() is None
+                n += 1
+                await asyncio.sleep(0)  # let the other task step its stream
+            return n
+
+        counts = await asyncio.gather(
+            consume("a", "gemini-2.0-flash"), consume("b", "gemini-2.5-flash")
+        )
+        assert all(n > 1 for n in counts)
+        got = rows(fo)
+    assert sorted((r["tags"]["s"], r["requested_model"]) for r in got) == [
+        ("a", "gemini-2.0-flash"),
+        ("b", "gemini-2.5-flash"),
+    ]
+    assert all(r["status"] == "ok" and r["stream"] for r in got)
+    assert not any(HEADER in r.headers for r in devserver.requests)
