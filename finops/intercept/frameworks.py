@@ -39,9 +39,15 @@ LlamaIndex LLMs keep their SDK clients in private attributes ``_client`` / ``_ac
   ``fo.wrap(boto3.client("bedrock-runtime"))``); ``fo.wrap(llm)`` meters its own client in
   place and returns the same LLM. Its async methods use that client in a thread unless
   ``aioboto3`` is installed (then they use an aioboto3 session finops does not see).
+* ``llama-index-llms-google-genai`` ``GoogleGenAI`` builds a ``google.genai.Client`` in its
+  constructor (``_client``; its ``aio`` side is the async client) and takes no client
+  argument: wrapping the LLM is the seam (its ``chats`` send through the wrapped ``models``).
 * ``llama-index-llms-openai`` creates its clients lazily; pass ``openai_client=`` /
   ``async_openai_client=`` wrapped clients instead (``fo.wrap`` refuses an LLM holding no
   client yet, saying so).
+
+Both LlamaIndex packages pin the SDK's previous major (``openai<3``, ``google-genai<3``);
+installed with ``pip install --no-deps`` they work with the 3.x SDKs finops needs (tested).
 
 Frameworks that accept a client (pydantic-ai's ``OpenAIProvider(openai_client=...)``, the
 OpenAI Agents SDK's ``set_default_openai_client``) need nothing from this module.
@@ -115,9 +121,10 @@ _LLAMA_CLIENTS = ("_client", "_aclient", "_async_client")
 
 def _sdk_client(client: object) -> bool:
     from finops.intercept.bedrock import is_bedrock_client
+    from finops.intercept.google import is_genai_client
 
     root = type(client).__module__.split(".")[0]
-    return root in ("openai", "anthropic") or is_bedrock_client(client)
+    return root in ("openai", "anthropic") or is_bedrock_client(client) or is_genai_client(client)
 
 
 def wrap_llamaindex(model: Any, wrap: Callable[[Any], Any]) -> Any:
@@ -133,9 +140,10 @@ def wrap_llamaindex(model: Any, wrap: Callable[[Any], Any]) -> Any:
     }
     if not found:
         raise TypeError(
-            f"finops cannot wrap {type(model).__qualname__}: it holds no openai, anthropic or "
-            "bedrock-runtime client yet; pass wrapped clients to its constructor instead "
-            "(e.g. openai_client=fo.wrap(openai.OpenAI()), or client=fo.wrap(boto3.client(...)))"
+            f"finops cannot wrap {type(model).__qualname__}: it holds no openai, anthropic, "
+            "google.genai or bedrock-runtime client yet; pass wrapped clients to its "
+            "constructor instead (e.g. openai_client=fo.wrap(openai.OpenAI()), or "
+            "client=fo.wrap(boto3.client(...)))"
         )
     if all(is_bedrock_client(client) for client in found.values()):
         for client in found.values():
