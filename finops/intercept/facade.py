@@ -58,6 +58,10 @@ _OPENAI_METHODS: tuple[tuple[str, str, str, str], ...] = (
     ("responses", "parse", "responses", "call"),
     ("responses", "stream", "responses", "deferred"),
     ("embeddings", "create", "embeddings", "call"),
+    # the beta resource (LangChain's ChatOpenAI streams a ``response_format`` through it)
+    ("beta.chat.completions", "create", "chat.completions", "call"),
+    ("beta.chat.completions", "parse", "chat.completions", "call"),
+    ("beta.chat.completions", "stream", "chat.completions", "deferred"),
 )
 _ANTHROPIC_METHODS: tuple[tuple[str, str, str, str], ...] = (
     ("messages", "create", "messages", "call"),

@@ -9,7 +9,14 @@ before the network) and is metered. The original model is left untouched, except
 SDK client can only be metered in place (Bedrock, below).
 
 * ``langchain-openai`` ``ChatOpenAI`` / ``AzureChatOpenAI``: ``root_client`` / ``client`` /
-  ``root_async_client`` / ``async_client`` (pydantic fields).
+  ``root_async_client`` / ``async_client`` (pydantic fields). Every resource method they
+  call runs the steps: ``chat.completions`` (``create``, ``with_raw_response.create`` /
+  ``parse``), ``beta.chat.completions.stream`` (a streamed ``response_format``),
+  ``responses`` (``create``, ``parse``, raw and streamed).
+* ``langchain-openai`` ``OpenAIEmbeddings`` / ``AzureOpenAIEmbeddings``: ``client`` /
+  ``async_client`` hold the SDK's ``embeddings`` resource; the copy holds the ``embeddings``
+  resource of a wrapped copy of the client behind it. (They also accept
+  ``client=fo.wrap(openai.OpenAI()).embeddings`` directly.)
 * ``langchain-anthropic`` ``ChatAnthropic``: ``_client`` / ``_async_client``, which the model
   builds on first use (``functools.cached_property``) and calls as
   ``messages.with_raw_response.create``; the copy's cached values are the wrapped clients.
@@ -32,9 +39,15 @@ LlamaIndex LLMs keep their SDK clients in private attributes ``_client`` / ``_ac
   ``fo.wrap(boto3.client("bedrock-runtime"))``); ``fo.wrap(llm)`` meters its own client in
   place and returns the same LLM. Its async methods use that client in a thread unless
   ``aioboto3`` is installed (then they use an aioboto3 session finops does not see).
+* ``llama-index-llms-google-genai`` ``GoogleGenAI`` builds a ``google.genai.Client`` in its
+  constructor (``_client``; its ``aio`` side is the async client) and takes no client
+  argument: wrapping the LLM is the seam (its ``chats`` send through the wrapped ``models``).
 * ``llama-index-llms-openai`` creates its clients lazily; pass ``openai_client=`` /
   ``async_openai_client=`` wrapped clients instead (``fo.wrap`` refuses an LLM holding no
   client yet, saying so).
+
+Both LlamaIndex packages pin the SDK's previous major (``openai<3``, ``google-genai<3``);
+installed with ``pip install --no-deps`` they work with the 3.x SDKs finops needs (tested).
 
 Frameworks that accept a client (pydantic-ai's ``OpenAIProvider(openai_client=...)``, the
 OpenAI Agents SDK's ``set_default_openai_client``) need nothing from this module.
@@ -74,7 +87,9 @@ def is_langchain_chat(obj: object) -> bool:
     if package is None or not hasattr(obj, "model_copy"):
         return False
     if package == "langchain_openai":
-        return hasattr(obj, "root_client")
+        return hasattr(obj, "root_client") or any(
+            _embeddings_root(getattr(obj, name, None)) is not None for name in _EMBEDDING_FIELDS
+        )
     if package == "langchain_anthropic":
         return hasattr(type(obj), "_client") and hasattr(type(obj), "_async_client")
     return _client_field(obj) is not None
@@ -106,9 +121,10 @@ _LLAMA_CLIENTS = ("_client", "_aclient", "_async_client")
 
 def _sdk_client(client: object) -> bool:
     from finops.intercept.bedrock import is_bedrock_client
+    from finops.intercept.google import is_genai_client
 
     root = type(client).__module__.split(".")[0]
-    return root in ("openai", "anthropic") or is_bedrock_client(client)
+    return root in ("openai", "anthropic") or is_bedrock_client(client) or is_genai_client(client)
 
 
 def wrap_llamaindex(model: Any, wrap: Callable[[Any], Any]) -> Any:
@@ -124,9 +140,10 @@ def wrap_llamaindex(model: Any, wrap: Callable[[Any], Any]) -> Any:
     }
     if not found:
         raise TypeError(
-            f"finops cannot wrap {type(model).__qualname__}: it holds no openai, anthropic or "
-            "bedrock-runtime client yet; pass wrapped clients to its constructor instead "
-            "(e.g. openai_client=fo.wrap(openai.OpenAI()), or client=fo.wrap(boto3.client(...)))"
+            f"finops cannot wrap {type(model).__qualname__}: it holds no openai, anthropic, "
+            "google.genai or bedrock-runtime client yet; pass wrapped clients to its "
+            "constructor instead (e.g. openai_client=fo.wrap(openai.OpenAI()), or "
+            "client=fo.wrap(boto3.client(...)))"
         )
     if all(is_bedrock_client(client) for client in found.values()):
         for client in found.values():
@@ -171,8 +188,32 @@ def wrap_langchain(model: Any, wrap: Callable[[Any], Any]) -> Any:
     return copy
 
 
+_EMBEDDING_FIELDS = ("client", "async_client")
+
+
+def _embeddings_root(resource: object) -> Any:
+    """The ``openai.OpenAI`` / ``AsyncOpenAI`` (or Azure) client behind an ``embeddings``
+    resource (what ``OpenAIEmbeddings`` keeps in ``client`` / ``async_client``), or None.
+
+    The SDK resource keeps its client in ``_client``; it is only read, to wrap a copy."""
+    if type(resource).__name__ not in ("Embeddings", "AsyncEmbeddings"):
+        return None
+    if not type(resource).__module__.startswith("openai."):
+        return None
+    root = getattr(resource, "_client", None)
+    if root is None or type(root).__module__.split(".")[0] != "openai":
+        return None
+    return root
+
+
 def _wrap_openai(model: Any, wrap: Callable[[Any], Any]) -> Any:
     update: dict[str, Any] = {}
+    if not hasattr(model, "root_client"):  # OpenAIEmbeddings / AzureOpenAIEmbeddings
+        for name in _EMBEDDING_FIELDS:
+            root = _embeddings_root(getattr(model, name, None))
+            if root is not None:
+                update[name] = wrap(root).embeddings
+        return model.model_copy(update=update)
     root = getattr(model, "root_client", None)
     if root is not None:
         wrapped = wrap(root)
