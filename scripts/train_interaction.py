@@ -37,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from finops.cache.calibrate import _threshold, evaluate, load_pairs  # noqa: E402
+from finops.cache.calibrate import _fit_trees, _threshold, evaluate, load_pairs  # noqa: E402
 from finops.cache.interaction import Interaction  # noqa: E402
 from finops.cache.semantic import (  # noqa: E402
     LEXICAL_FEATURES,
@@ -120,6 +120,39 @@ def main() -> None:
     parser.add_argument("--definition", choices=["served", "negatives"], default="negatives")
     parser.add_argument("--cosine-floor", type=float, default=0.7)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--trees",
+        type=Path,
+        default=ROOT / "finops/cache/data/guard.json",
+        help="a guard file whose trees are mixed with the head (--mix) or stacked (--stack)",
+    )
+    parser.add_argument(
+        "--stack",
+        action="store_true",
+        help="the trees' log-odds are a 28th input of the head's MLP (out-of-fold on the fit split)",
+    )
+    parser.add_argument("--folds", type=int, default=5, help="folds for --stack's fit-split scores")
+    parser.add_argument(
+        "--stop-on",
+        choices=["tune", "unseen", "mix"],
+        default="tune",
+        help="the epoch kept: best recall at 1%% of non-duplicates served on the tune split "
+        "(tune), on its pairs with no text in a fit pair (unseen), or the best mix with the "
+        "trees on those pairs (mix)",
+    )
+    parser.add_argument("--label-smoothing", type=float, default=0.0)
+    parser.add_argument(
+        "--mix",
+        action="store_true",
+        help="the guard written mixes the head's log-odds with the trees' (weight and threshold "
+        "chosen on the tune pairs with no text in a fit pair)",
+    )
+    parser.add_argument("--scores-out", type=Path, help="tune log-odds (npz), for inspection")
+    parser.add_argument(
+        "--no-held-out",
+        action="store_true",
+        help="do not score the held-out split (selection runs)",
+    )
     args = parser.parse_args()
 
     import torch
@@ -142,6 +175,24 @@ def main() -> None:
         np.arange(n_test + n_tune, n),
     )
     cos = feats[:, 0]
+    texts_fit = set(ia[fit].tolist()) | set(ib[fit].tolist())
+    unseen = np.array(
+        [i not in texts_fit and j not in texts_fit for i, j in zip(ia, ib, strict=True)]
+    )
+    unseen_tune = tune[unseen[tune]]
+    # the trees' log-odds: on tune and held-out pairs from the trees as fitted on the fit
+    # split; on fit pairs, with --stack, from trees fitted on the other folds (else they leak)
+    trees_guard = Guard.from_json(json.loads(args.trees.read_text()), beside=args.trees)
+    assert trees_guard.trees is not None, f"{args.trees} has no trees"
+    z_trees = trees_guard.trees.decision(feats[:, :27]) + trees_guard.bias
+    if args.stack:
+        keep = fit[cos[fit] >= args.cosine_floor]  # the rows the trees were fitted on
+        fold = np.random.default_rng(args.seed).integers(0, args.folds, len(keep))
+        for k in range(args.folds):
+            trees_k, bias_k = _fit_trees(feats[keep[fold != k], :27], y[keep[fold != k]])
+            z_trees[keep[fold == k]] = trees_k.decision(feats[keep[fold == k], :27]) + bias_k
+            print(f"out-of-fold trees {k + 1}/{args.folds}", flush=True)
+        feats = np.concatenate([feats[:, :27], z_trees[:, None]], axis=1).astype(np.float32)
     mu, sd = feats[fit].mean(0), feats[fit].std(0) + 1e-6
     fz = ((feats - mu) / sd).astype(np.float32)
     lens = np.diff(offs)
@@ -194,7 +245,8 @@ def main() -> None:
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=args.lr, total_steps=steps, pct_start=0.1
     )
-    target = torch.from_numpy(y.astype(np.float32))
+    eps = args.label_smoothing
+    target = torch.from_numpy((y * (1 - eps) + eps / 2).astype(np.float32))
 
     def run(idx: np.ndarray, train: bool) -> Any:
         A, ma, ca = batch_tokens(ia[idx])
@@ -230,6 +282,19 @@ def main() -> None:
         cut = neg[int(rate * len(neg))]
         return float((scores[labels] > cut).sum() / labels.sum())
 
+    grid = [round(0.1 * k, 1) for k in range(11)]
+
+    def best_mix(z_head: np.ndarray) -> tuple[float, float]:
+        """(recall, weight) of the best mix with the trees on the unseen tune pairs;
+        ``z_head`` is over the whole tune split."""
+        where = np.searchsorted(tune, unseen_tune)
+        zt, zh = z_trees[unseen_tune], z_head[where]
+        recalls = [
+            recall_at(final(unseen_tune, (1 - w) * zt + w * zh), y[unseen_tune], 0.01) for w in grid
+        ]
+        k = int(np.argmax(recalls))
+        return recalls[k], grid[k]
+
     best, best_state, best_epoch, t0 = -1.0, None, -1, time.time()
     for epoch in range(args.epochs):
         perm = rng.permutation(fit)
@@ -252,9 +317,16 @@ def main() -> None:
             opt.step()
             sched.step()
             total += loss.item() * len(idx)
-        r = recall_at(final(tune, predict(tune)), y[tune], 0.01)
+        z_tune = predict(tune)
+        r_tune = recall_at(final(tune, z_tune), y[tune], 0.01)
+        where = np.searchsorted(tune, unseen_tune)
+        r_unseen = recall_at(final(unseen_tune, z_tune[where]), y[unseen_tune], 0.01)
+        r_mix, w_mix = best_mix(z_tune)
+        r = {"tune": r_tune, "unseen": r_unseen, "mix": r_mix}[args.stop_on]
         print(
-            f"epoch {epoch}: loss {total / len(perm):.4f}, tune recall at 1% {r:.4f}, {time.time() - t0:.0f} s",
+            f"epoch {epoch}: loss {total / len(perm):.4f}, tune recall at 1% {r_tune:.4f}, "
+            f"unseen tune {r_unseen:.4f}, best mix on unseen tune {r_mix:.4f} (weight {w_mix}), "
+            f"{time.time() - t0:.0f} s",
             flush=True,
         )
         if r > best:
@@ -280,6 +352,7 @@ def main() -> None:
     head = Interaction.load(args.out)
 
     def shipped(idx: np.ndarray) -> np.ndarray:
+        """The float16 head's log-odds through finops' numpy code (0 below the floor)."""
         z = np.zeros(len(idx), dtype=np.float32)
         for n_, k in enumerate(idx):
             if cos[k] < args.cosine_floor:
@@ -293,24 +366,59 @@ def main() -> None:
                 content[offs[ib[k]] : offs[ib[k] + 1]],
             )
             z[n_] = head.logits(qa[0], qa[1], [qb], feats[k][None])[0]
-        return final(idx, z)
+        return z
 
-    s_tune, s_test = shipped(tune), shipped(test)
-    threshold = _threshold(s_tune, y[tune], args.target, args.definition)
-    held = evaluate(s_test >= threshold, y[test]).as_dict()
-    print("held-out", json.dumps(held), flush=True)
+    z_tune = shipped(tune)
+    threshold = _threshold(final(tune, z_tune), y[tune], args.target, args.definition)
+    z_test = None if args.no_held_out else shipped(test)
+    held: dict[str, Any] = {}
+    if z_test is not None:
+        held = evaluate(final(test, z_test) >= threshold, y[test]).as_dict()
+        print("held-out", json.dumps(held), flush=True)
+    mix: dict[str, Any] = {}
+    if args.mix:
+        r_mix, w_mix = best_mix(z_tune)
+        where = np.searchsorted(tune, unseen_tune)
+        s_mix = final(unseen_tune, (1 - w_mix) * z_trees[unseen_tune] + w_mix * z_tune[where])
+        mix = {
+            "weight": w_mix,
+            "threshold": _threshold(s_mix, y[unseen_tune], args.target, args.definition),
+            "grid": grid,
+            "chosen_on": f"the {len(unseen_tune)} tune pairs whose texts occur in no fit pair: "
+            "the weight with the best recall at the threshold for 1% of their non-duplicates "
+            "served",
+            "tune_recall_at_1pct": round(r_mix, 4),
+        }
+        if z_test is not None:
+            s_test = final(test, (1 - w_mix) * z_trees[test] + w_mix * z_test)
+            mix["held_out"] = {}
+            for name, sub in (("whole", np.ones(len(test), bool)), ("unseen_texts", unseen[test])):
+                sc, lab = s_test[sub], y[test][sub]
+                mix["held_out"][name] = {
+                    "pairs": int(sub.sum()),
+                    **evaluate(sc >= mix["threshold"], lab).as_dict(),
+                    "recall_at_0.5_1_2pct_negatives_served": [
+                        round(recall_at(sc, lab, r), 4) for r in (0.005, 0.01, 0.02)
+                    ],
+                }
+            print("mix held-out", json.dumps(mix["held_out"]), flush=True)
+    if args.scores_out is not None:
+        np.savez(args.scores_out, tune=tune, z_tune=z_tune, z_trees=z_trees, unseen=unseen)
     digest = hashlib.sha256(Path(args.pairs).read_bytes()).hexdigest()
+    inputs = "the 27 guard features" + (
+        " and the trees' log-odds (out-of-fold on the fit split)" if args.stack else ""
+    )
     provenance = {
         "source": f"{Path(args.pairs).name} sha256 {digest}; shuffled with seed {args.seed_split}; "
         "the pairs are not shipped, only these fitted numbers",
         "pairs": {"fit": len(fit), "tune": len(tune), "held_out": len(test)},
         "model": f"ESIM-style interaction head over frozen int8 MiniLM token states, width {d}, "
-        f"hidden {args.hidden}, plus the 27 guard features; {sum(p.numel() for p in model.parameters())} "
+        f"hidden {args.hidden}, plus {inputs}; {sum(p.numel() for p in model.parameters())} "
         "parameters, float16",
         "training": {k: v for k, v in vars(args).items() if not isinstance(v, Path)}
         | {
             "epoch_kept": best_epoch,
-            "tune_recall_at_1pct": round(best, 4),
+            "stop_recall_at_1pct": round(best, 4),
             "torch": torch.__version__,
         },
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
@@ -320,6 +428,8 @@ def main() -> None:
         "held_out": held,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if mix:
+        provenance["mix"] = mix
     head = Interaction(
         **{k: getattr(head, k) for k in head.__dataclass_fields__ if k != "provenance"},
         provenance=provenance,
@@ -327,18 +437,36 @@ def main() -> None:
     head.save(args.out)
     if args.guard_out is not None:
         empty = np.zeros(0, dtype=np.float32)
+        with_trees = args.mix or args.stack
         guard = Guard(
             empty,
-            0.0,
+            trees_guard.bias if with_trees else 0.0,  # the trees' (a head's own is 0)
             empty,
             empty,
-            threshold,
+            mix["threshold"] if mix else threshold,
             args.cosine_floor,
             MiniLMEmbedder().name,
-            provenance,
+            {
+                "source": trees_guard.provenance.get("source", ""),
+                "pairs": provenance["pairs"],
+                "model": "trees and the interaction head in "
+                + args.out.name
+                + (", the head reading the trees' log-odds" if args.stack else "")
+                + (", their log-odds averaged with weight mix on the head's" if args.mix else ""),
+                "trees": trees_guard.provenance.get("trees", trees_guard.provenance),
+                "head": provenance,
+                "target_false_hit": args.target,
+                "definition": args.definition,
+                "held_out": mix.get("held_out", {}).get("whole", held) if mix else held,
+            }
+            if with_trees
+            else provenance,
             uses_tokens=True,
+            trees=trees_guard.trees if with_trees else None,
             head=head,
             head_file=args.out.name,
+            mix=mix["weight"] if mix else 1.0,
+            stack=args.stack,
         )
         args.guard_out.write_text(json.dumps(guard.to_json(), separators=(",", ":")))
     print(f"wrote {args.out}" + (f" and {args.guard_out}" if args.guard_out else ""))

@@ -613,6 +613,26 @@ _OPPOSITES = [
     ("lowest", "highest"),
     ("smallest", "largest"),
     ("cheapest", "most"),
+    # comparatives and superlatives of the pairs above ("make it shorter / longer")
+    ("longer", "shorter"),
+    ("longest", "shortest"),
+    ("taller", "shorter"),
+    ("bigger", "smaller"),
+    ("biggest", "smallest"),
+    ("larger", "smaller"),
+    ("higher", "lower"),
+    ("faster", "slower"),
+    ("fastest", "slowest"),
+    ("older", "newer"),
+    ("older", "younger"),
+    ("oldest", "newest"),
+    ("oldest", "youngest"),
+    ("hotter", "colder"),
+    ("stronger", "weaker"),
+    ("richer", "poorer"),
+    ("easier", "harder"),
+    ("easiest", "hardest"),
+    ("earlier", "later"),
     ("iphone", "android"),
     ("windows", "mac"),
     ("python", "java"),
@@ -810,6 +830,8 @@ class Guard:
     head_file: str = ""
     #: weight of the head's log-odds when the guard has both (the trees' get ``1 - mix``)
     mix: float = 1.0
+    #: the head also reads the trees' log-odds, after the 27 features (stacking; needs trees)
+    stack: bool = False
 
     def score(
         self,
@@ -838,12 +860,12 @@ class Guard:
                 ],
                 axis=-1,
             )
-            z = _head_logits(self.head, pairs, x)
             if self.trees is not None:
-                zt = self.trees.decision(x) + self.bias
-                z = (1.0 - self.mix) * zt + self.mix * z
+                zt = np.atleast_1d(self.trees.decision(x) + self.bias)
+                xh = np.concatenate([x, zt[:, None]], axis=-1) if self.stack else x
+                z = (1.0 - self.mix) * zt + self.mix * _head_logits(self.head, pairs, xh)
             else:
-                z = z + self.bias
+                z = _head_logits(self.head, pairs, x) + self.bias
             if features.ndim == 1:
                 z = z[0]
         elif self.trees is not None:
@@ -890,6 +912,8 @@ class Guard:
             data["head"] = self.head_file
             if self.trees is not None:
                 data["mix"] = self.mix
+                if self.stack:
+                    data["stack"] = True
                 data["trees"] = self.trees.to_json()
         elif self.trees is None:
             data["features"] = [*LEXICAL_FEATURES, "product[384]", "abs_difference[384]"]
@@ -921,9 +945,13 @@ class Guard:
                 raise ValueError("its head reads other features than this finops computes")
             name = str(data["head"])
             head = load_interaction(name, beside=beside)
-            if head.features != len(LEXICAL_FEATURES) + len(TOKEN_FEATURES):
-                raise ValueError(f"its head reads {head.features} features, not 27")
             both = Trees.from_json(data["trees"]) if "trees" in data else None
+            stack = bool(data.get("stack", False))
+            if stack and both is None:
+                raise ValueError("its head reads the trees' log-odds, but it has no trees")
+            reads = len(LEXICAL_FEATURES) + len(TOKEN_FEATURES) + int(stack)
+            if head.features != reads:
+                raise ValueError(f"its head reads {head.features} features, not {reads}")
             mix = float(data["mix"]) if both is not None else 1.0
             if not 0.0 <= mix <= 1.0:
                 raise ValueError(f"mix {mix} is not a weight between 0 and 1")
@@ -942,6 +970,7 @@ class Guard:
                 head_file=name,
                 trees=both,
                 mix=mix,
+                stack=stack,
             )
         trees = Trees.from_json(data["trees"]) if "trees" in data else None
         uses_tokens = fmt >= 3

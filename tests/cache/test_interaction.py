@@ -16,7 +16,7 @@ from finops.errors import ConfigError
 F = len(LEXICAL_FEATURES) + len(TOKEN_FEATURES)
 
 
-def _head(d: int = 8, h: int = 5, seed: int = 0) -> Interaction:
+def _head(d: int = 8, h: int = 5, seed: int = 0, f: int = F) -> Interaction:
     rng = np.random.default_rng(seed)
 
     def r(*shape: int) -> np.ndarray:  # type: ignore[type-arg]
@@ -27,12 +27,12 @@ def _head(d: int = 8, h: int = 5, seed: int = 0) -> Interaction:
         proj_b=r(d),
         ffn_w=r(4 * d + 2, d),
         ffn_b=r(d),
-        out1_w=r(4 * d + F, h),
+        out1_w=r(4 * d + f, h),
         out1_b=r(h),
         out2_w=r(h),
         out2_b=0.25,
-        mean=r(F),
-        scale=np.abs(r(F)) + 0.5,
+        mean=r(f),
+        scale=np.abs(r(f)) + 0.5,
         provenance={"test": True},
     )
 
@@ -197,6 +197,54 @@ def test_guard_mixes_the_trees_and_the_head_log_odds(tmp_path: Path) -> None:
     data["mix"] = 1.5
     (tmp_path / "g.json").write_text(json.dumps(data))
     with pytest.raises(ConfigError, match="mix"):
+        load_guard(tmp_path / "g.json")
+
+
+def test_guard_stacks_the_trees_log_odds_into_the_head(tmp_path: Path) -> None:
+    head = _head(seed=7, f=F + 1)  # the 27 features, then the trees' log-odds
+    head.save(tmp_path / "s.npz")
+    trees = load_guard().trees
+    assert trees is not None
+    empty = np.zeros(0, dtype=np.float32)
+    stacked = Guard(
+        empty, 0.2, empty, empty, 0.5, 0.7, "e", {}, trees=trees, uses_tokens=True,
+        head=head, head_file="s.npz", mix=0.6, stack=True,
+    )  # fmt: skip
+    data = stacked.to_json()
+    assert data["stack"] is True and data["mix"] == 0.6
+    (tmp_path / "g.json").write_text(json.dumps(data))
+    loaded = load_guard(tmp_path / "g.json")
+    assert loaded.stack and loaded.head is not None and loaded.head.features == F + 1
+    rng = np.random.default_rng(8)
+    q = _tokens(_unit(rng, 4), np.ones(4, dtype=bool))
+    others = [_tokens(_unit(rng, n), np.ones(n, dtype=bool)) for n in (6, 2, 5)]
+    features = np.zeros((3, len(LEXICAL_FEATURES) + 768), dtype=np.float32)
+    features[:, 0] = 0.9
+    tok = rng.normal(size=(3, len(TOKEN_FEATURES))).astype(np.float32)
+    x = np.concatenate([features[:, :12], tok], axis=1)
+    z_trees = trees.decision(x) + 0.2
+    z_head = np.array(
+        [
+            _reference(
+                loaded.head, q.unit(), q.content, t.unit(), t.content, np.r_[x[i], z_trees[i]]
+            )
+            for i, t in enumerate(others)
+        ]
+    )
+    z = 0.4 * z_trees + 0.6 * z_head
+    p = loaded.score(features, tok, pairs=[(q, t) for t in others])
+    assert np.allclose(p, 1 / (1 + np.exp(-z)), atol=1e-5)
+    single = loaded.score(features[1], tok[1], pairs=[(q, others[1])])
+    assert abs(float(single) - p[1]) < 1e-6
+    # a stacked head needs the trees, and reads one feature more than an unstacked one
+    del data["trees"]
+    (tmp_path / "g.json").write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="no trees"):
+        load_guard(tmp_path / "g.json")
+    data = stacked.to_json()
+    del data["stack"]
+    (tmp_path / "g.json").write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="28 features, not 27"):
         load_guard(tmp_path / "g.json")
 
 
