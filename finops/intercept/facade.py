@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx2
 
 from finops.intercept.bedrock import is_bedrock_client, wrap_bedrock
-from finops.intercept.calls import HEADER, SENDING, Call
+from finops.intercept.calls import HEADER, Call
 from finops.intercept.frameworks import is_framework_model, wrap_framework
 from finops.intercept.google import is_genai_client, wrap_genai
 from finops.intercept.pool import AsyncPoolTransport, PoolTransport
@@ -173,12 +173,11 @@ class _Wrapping:
         self.is_async = is_async
 
     def start(
-        self, endpoint: str, kind: str, kwargs: dict[str, Any], *, named: bool = False
+        self, endpoint: str, kind: str, kwargs: dict[str, Any]
     ) -> tuple[Call, dict[str, Any]]:
-        """Run the pre-call steps; the kwargs to send carry the call's id header, unless
-        ``named`` (the method sends before it returns, its call named in ``SENDING``)."""
+        """Run the pre-call steps; the kwargs to send carry the call's id header."""
         call = self.pipeline.start(self.hook, endpoint, kwargs, kind=kind, is_async=self.is_async)
-        return call, call.kwargs if named else with_call_header(call.kwargs, call)
+        return call, with_call_header(call.kwargs, call)
 
 
 def _methods(wire: str) -> tuple[tuple[str, str, str, str], ...]:
@@ -288,34 +287,21 @@ def _facade(
     w: _Wrapping, original: Callable[..., Any], endpoint: str, kind: str
 ) -> Callable[..., Any]:
     end_call = w.meter.end_call
-    # A method that returns once its request was sent, on the caller's thread or task, names
-    # its call in SENDING rather than in a header (less work for the SDK and the transport).
-    # A stream helper (sends on __enter__) and an async method behind a sync decorator (sends
-    # when its coroutine is awaited, after this returns) carry the header.
-    named = kind == "call" and (not w.is_async or inspect.iscoroutinefunction(original))
-    sending = SENDING
-
     if inspect.iscoroutinefunction(original):
 
         @functools.wraps(original)
         async def acall(*args: Any, **kwargs: Any) -> Any:
-            ctx, kwargs = w.start(endpoint, kind, kwargs, named=named)
-            token = sending.set((w.hook, ctx)) if named else None
-            try:
-                return await _end_when_awaited(ctx, end_call, lambda: original(*args, **kwargs))
-            finally:
-                if token is not None:
-                    sending.reset(token)
+            ctx, kwargs = w.start(endpoint, kind, kwargs)
+            return await _end_when_awaited(ctx, end_call, lambda: original(*args, **kwargs))
 
         acall.__finops_wrapped__ = True  # type: ignore[attr-defined]
         return acall
 
     @functools.wraps(original)
     def call(*args: Any, **kwargs: Any) -> Any:
-        ctx, kwargs = w.start(endpoint, kind, kwargs, named=named)
+        ctx, kwargs = w.start(endpoint, kind, kwargs)
         if ctx.relay is not None and w.is_async:  # an async method behind a sync decorator
             return _end_when_awaited(ctx, end_call, lambda: original(*args, **kwargs))
-        token = sending.set((w.hook, ctx)) if named else None
         try:
             if ctx.relay is not None:  # a cross-provider route: the target answers
                 ctx.served = ctx.relay.run()
@@ -323,9 +309,6 @@ def _facade(
         except BaseException:
             end_call(ctx)
             raise
-        finally:
-            if token is not None:
-                sending.reset(token)
         if inspect.isawaitable(result):  # an async method the SDK wraps in a sync decorator
             return _end_when_awaited(ctx, end_call, lambda: result, relayed=True)
         if kind == "call" and not ctx.stream:
