@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx2
 
+from finops.intercept.aiobedrock import is_aio_bedrock_client, wrap_aiobedrock
 from finops.intercept.bedrock import is_bedrock_client, wrap_bedrock
 from finops.intercept.calls import HEADER, Call
 from finops.intercept.frameworks import is_framework_model, wrap_framework
@@ -97,6 +98,8 @@ def wrap_client(client: C, *, meter: Meter, pipeline: Pipeline, hosts: HostMap |
         )
     if is_genai_client(client):
         return wrap_genai(client, meter=meter, pipeline=pipeline, hosts=hosts)
+    if is_aio_bedrock_client(client):  # aiobotocore / aioboto3
+        return wrap_aiobedrock(client, meter=meter, pipeline=pipeline, hosts=hosts)
     if is_bedrock_client(client):
         return wrap_bedrock(client, meter=meter, pipeline=pipeline, hosts=hosts)
     wire, sdk = _sdk(client)
@@ -140,6 +143,8 @@ def describe_client(
     (LangChain chat models)."""
     if is_genai_client(client):
         return "google", "google", (False, True)  # client.models and client.aio.models
+    if is_aio_bedrock_client(client):
+        return "aws", "aws", (True,)
     if is_bedrock_client(client):
         return "aws", "aws", (False,)
     root = type(client).__module__.split(".")[0]
